@@ -1,0 +1,181 @@
+"""The datasets neuralcli can produce today, and what of each is on disk.
+
+To add a dataset, add one `DatasetInfo` row to `DATASETS`: its name, kind, description,
+citation, a `prepare(home, *, on_progress, overwrite)` function and the settings dict of its
+default processed variant.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from neuralcli.data import lorenz_dataset
+from neuralcli.data.store import (
+    SPLITS,
+    ProcessedVariant,
+    directory_size,
+    find_processed,
+    open_session,
+    processed_folders,
+    read_settings,
+    session_files,
+    settings_hash,
+)
+from neuralcli.errors import DataError
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    kind: str  # "synthetic" (generated locally) | "downloaded"
+    description: str
+    citation: str
+    source: str  # where the data comes from: a URL, or how it is generated
+    prepare: Callable[..., Path]  # prepare(home, *, on_progress=None, overwrite=False) -> Path
+    default_settings: Callable[[], dict[str, Any]]  # settings.yaml content of the default variant
+    remedy: str  # what to run when it is missing or broken
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "lorenz": DatasetInfo(
+        name="lorenz",
+        kind="synthetic",
+        description=(
+            "Lorenz attractor latents (3-d) read out by 128 Poisson neurons; "
+            "5000 trials x 256 bins, split 3500/500/1000 (LDNS synthetic benchmark)"
+        ),
+        citation=(
+            "Kapoor, Schulz et al., Latent Diffusion for Neural Spiking Data, "
+            "NeurIPS 2024 (arXiv:2407.08751)"
+        ),
+        source="simulated locally (no download)",
+        prepare=lorenz_dataset.prepare_lorenz,
+        default_settings=lorenz_dataset.lorenz_settings_dict,
+        remedy=lorenz_dataset.REMEDY,
+    ),
+}
+
+
+class VariantStatus(NamedTuple):
+    hash: str
+    settings: dict[str, Any]
+    files: list[Path]
+    size_bytes: int  # everything in the variant's folder
+    n_trials: int | None  # rows of the segment tables; None when a file cannot be read
+    is_default: bool  # produced by the dataset's default settings
+    problem: str | None  # why a file cannot be read, else None
+
+
+class DatasetStatus(NamedTuple):
+    name: str
+    kind: str
+    description: str
+    citation: str
+    present: bool  # at least one readable processed variant on disk
+    variants: list[VariantStatus]
+    size_bytes: int  # raw plus processed bytes on disk
+
+
+def get_dataset(name: str) -> DatasetInfo:
+    """The registry row for `name`; DataError listing the known datasets otherwise."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        known = ", ".join(sorted(DATASETS))
+        raise DataError(f"unknown dataset {name!r}; known datasets: {known}") from None
+
+
+def parse_dataset_ref(ref: str) -> tuple[str, str | None]:
+    """'lorenz:test' -> ('lorenz', 'test'); 'lorenz' -> ('lorenz', None).
+
+    DataError for an unknown dataset or split, naming the valid ones.
+    """
+    name, sep, split = ref.strip().partition(":")
+    get_dataset(name)
+    if not sep:
+        return name, None
+    if split not in SPLITS:
+        raise DataError(
+            f"unknown split {split!r} in {ref!r}; valid splits: {', '.join(SPLITS)} "
+            f"(e.g. {name}:test)"
+        )
+    return name, split
+
+
+def resolve_variant(home: str | os.PathLike, dataset: str) -> ProcessedVariant:
+    """The processed variant a bare dataset name refers to.
+
+    The default settings' variant if present, else the only one on disk; DataError when none
+    or several (naming their hashes) exist.
+    """
+    info = get_dataset(dataset)
+    variants = find_processed(home, dataset, remedy=info.remedy)
+    if not variants:
+        raise DataError(
+            f"dataset {dataset!r} is not prepared under {home}; "
+            f"run `neuralcli data fetch {dataset}` first"
+        )
+    default_hash = settings_hash(info.default_settings())
+    for variant in variants:
+        if variant.hash == default_hash:
+            return variant
+    if len(variants) == 1:
+        return variants[0]
+    hashes = ", ".join(v.hash for v in variants)
+    raise DataError(
+        f"dataset {dataset!r} has several processed variants ({hashes}) and none with the "
+        f"default settings; delete the unwanted folders under {Path(home) / 'processed' / dataset}"
+    )
+
+
+def list_datasets(home: str | os.PathLike) -> list[DatasetStatus]:
+    """Every known dataset with what of it is on disk under `home`."""
+    home = Path(home)
+    statuses = []
+    for info in DATASETS.values():
+        default_hash = settings_hash(info.default_settings())
+        variants = [
+            _variant_status(directory, info, default_hash)
+            for directory in processed_folders(home, info.name)
+        ]
+        size = directory_size(home / "raw" / info.name) + sum(v.size_bytes for v in variants)
+        statuses.append(
+            DatasetStatus(
+                name=info.name,
+                kind=info.kind,
+                description=info.description,
+                citation=info.citation,
+                present=any(v.problem is None for v in variants),
+                variants=variants,
+                size_bytes=size,
+            )
+        )
+    return statuses
+
+
+def _variant_status(directory: Path, info: DatasetInfo, default_hash: str) -> VariantStatus:
+    """What one processed folder holds; a broken folder is described, not raised."""
+    settings: dict[str, Any] = {}
+    files = session_files(directory)
+    rows = 0
+    problem = None if files else "no session files"
+    try:
+        settings = read_settings(directory, remedy=info.remedy)
+        for path in files:
+            with open_session(path, remedy=info.remedy) as reader:
+                rows += len(reader.segments["split"])
+    except (DataError, KeyError) as err:
+        problem = str(err)
+    return VariantStatus(
+        hash=directory.name,
+        settings=settings,
+        files=files,
+        size_bytes=directory_size(directory),
+        n_trials=rows if problem is None else None,
+        is_default=directory.name == default_hash,
+        problem=problem,
+    )

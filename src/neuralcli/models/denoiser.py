@@ -1,0 +1,163 @@
+"""LDNS latent denoiser: ε-prediction network for DDPM on standardised latents (LDNS §7).
+
+x_t (B, T, d) and integer timesteps (B,) -> ε̂ (B, T, d). Channels-last activations, S4D
+time mixers (models/layers/s4d.py, LDNS §3.2) and DiT adaLN-Zero blocks.
+
+Reproduced behaviour of the original (LDNS §7, pitfall 3): the S4 layer is always
+bidirectional and there is no activation on the MLP output (its "act2" is Identity).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from neuralcli.models.autoencoder import (
+    GroupedPointwise,
+    build_model_config,
+    modulated_instance_norm,
+    pointwise_groups,
+    ssm_parameter_groups,
+)
+from neuralcli.models.layers.s4d import S4D
+from neuralcli.runtime.checkpoint import load_state_dict_checked, load_weights, read_model_meta
+
+
+@dataclass
+class DenoiserConfig:
+    """Sizes of the denoiser. Defaults: LDNS Lorenz (LDNS §7 table).
+
+    `output_scale_init` multiplies conv_out's initial weight and bias: 1.0 for Lorenz,
+    0.1 for monkey and human (LDNS §7).
+    """
+
+    latent_channels: int = 8
+    hidden_channels: int = 64
+    num_blocks: int = 4
+    state_size: int = 64
+    output_scale_init: float = 1.0
+    time_embedding_dim: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("latent_channels", "hidden_channels", "num_blocks"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.hidden_channels % 4:
+            raise ValueError(
+                f"hidden_channels must be a multiple of 4 (embedding is C/4), "
+                f"got {self.hidden_channels}"
+            )
+        size = self.state_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 2 or size % 2:
+            raise ValueError(f"state_size must be an even integer >= 2, got {size!r}")
+        dim = self.time_embedding_dim
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2 or dim % 2:
+            raise ValueError(f"time_embedding_dim must be an even integer >= 2, got {dim!r}")
+        if not isinstance(self.output_scale_init, (int, float)) or self.output_scale_init <= 0:
+            raise ValueError(f"output_scale_init must be positive, got {self.output_scale_init!r}")
+
+
+def timestep_frequencies(timesteps: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding (B,) -> (B, dim): [cos(t·f_k), sin(t·f_k)], f_k = 10000^(−k/(dim/2))."""
+    half = dim // 2
+    freqs = torch.exp(
+        -math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=timesteps.device) / half
+    )  # (dim/2,) LDNS §7
+    args = timesteps.float()[:, None] * freqs[None]  # (B, dim/2)
+    return torch.cat((torch.cos(args), torch.sin(args)), dim=-1)  # (B, dim)
+
+
+class TimestepEmbedder(nn.Module):
+    """sinusoidal(t) -> Linear -> SiLU -> Linear: (B,) int -> (B, E) (LDNS §7)."""
+
+    def __init__(self, *, embedding_channels: int, frequency_dim: int = 256) -> None:
+        super().__init__()
+        self.frequency_dim = frequency_dim
+        self.mlp = nn.Sequential(
+            nn.Linear(frequency_dim, embedding_channels),
+            nn.SiLU(),
+            nn.Linear(embedding_channels, embedding_channels),
+        )
+
+    def forward(self, timesteps: torch.Tensor) -> torch.Tensor:
+        return self.mlp(timestep_frequencies(timesteps, self.frequency_dim))  # (B, E)
+
+
+class DenoiserBlock(nn.Module):
+    """DiT adaLN-Zero block (LDNS §7); the identity map at initialisation."""
+
+    def __init__(self, *, channels: int, embedding_channels: int, state_size: int) -> None:
+        super().__init__()
+        self.modulation = nn.Linear(embedding_channels, 6 * channels)
+        nn.init.zeros_(self.modulation.weight)  # adaLN-Zero: every block starts as identity
+        nn.init.zeros_(self.modulation.bias)
+        self.s4 = S4D(channels=channels, state_size=state_size, bidirectional=True)
+        self.mlp_in = nn.Linear(channels, 2 * channels)
+        self.mlp_out = nn.Linear(2 * channels, channels)
+
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """x (B, T, C), embedding (B, E) -> (B, T, C)."""
+        mod = self.modulation(F.gelu(embedding))[:, None, :]  # (B, 1, 6C)
+        shift_tm, scale_tm, gate_tm, shift_cm, scale_cm, gate_cm = mod.chunk(6, dim=-1)
+        h = modulated_instance_norm(x, shift_tm, scale_tm)  # (B, T, C)
+        h = F.gelu(self.s4(h))  # (B, T, C)
+        x = torch.addcmul(x, gate_tm, h)  # (B, T, C)
+        h = modulated_instance_norm(x, shift_cm, scale_cm)  # (B, T, C)
+        h = self.mlp_out(F.gelu(self.mlp_in(h)))  # (B, T, C); act2 = Identity
+        return torch.addcmul(x, gate_cm, h)  # (B, T, C)
+
+
+class Denoiser(nn.Module):
+    """ε-model: x_t (B, T, d), t (B,) int64 -> ε̂ (B, T, d) (LDNS §7)."""
+
+    kind = "denoiser"
+
+    def __init__(self, *, config: DenoiserConfig) -> None:
+        super().__init__()
+        self.config = config
+        channels, latent = config.hidden_channels, config.latent_channels
+        groups = pointwise_groups(channels, latent)
+        embedding_channels = channels // 4
+        self.conv_in = GroupedPointwise(in_channels=latent, out_channels=channels, groups=groups)
+        self.time_embedding = TimestepEmbedder(
+            embedding_channels=embedding_channels, frequency_dim=config.time_embedding_dim
+        )
+        self.blocks = nn.ModuleList(
+            DenoiserBlock(
+                channels=channels,
+                embedding_channels=embedding_channels,
+                state_size=config.state_size,
+            )
+            for _ in range(config.num_blocks)
+        )
+        self.conv_out = GroupedPointwise(in_channels=channels, out_channels=latent, groups=groups)
+        with torch.no_grad():  # LDNS §7: monkey/human shrink the output layer at init
+            self.conv_out.weight.mul_(config.output_scale_init)
+            self.conv_out.bias.mul_(config.output_scale_init)
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """x (B, T, d) noisy latents, timesteps (B,) int64 in [0, 999] -> ε̂ (B, T, d)."""
+        embedding = self.time_embedding(timesteps.to(x.device))  # (B, C/4)
+        h = self.conv_in(x)  # (B, T, C)
+        for block in self.blocks:
+            h = block(h, embedding)  # (B, T, C)
+        return self.conv_out(h)  # (B, T, d)
+
+    def parameter_groups(self, weight_decay: float) -> list[dict]:
+        """AdamW groups: S4D A and dt without weight decay, the rest with `weight_decay`."""
+        return ssm_parameter_groups(self, weight_decay)
+
+    @classmethod
+    def from_pretrained(cls, run_dir: str | Path, *, device: str = "cpu") -> Denoiser:
+        """Rebuild from run_dir/model.{json,safetensors}; RunDirError if missing or wrong."""
+        meta = read_model_meta(run_dir, expected_kind=cls.kind)
+        config = build_model_config(DenoiserConfig, meta["config"], run_dir)
+        model = cls(config=config)
+        load_state_dict_checked(model, load_weights(run_dir, device="cpu"), Path(run_dir))
+        return model.to(device).eval()

@@ -1,0 +1,188 @@
+"""Diagonal state-space layer (S4D-Lin) used in place of LDNS's DPLR S4 (LDNS §3.2).
+
+Deviations from the original (documented, LDNS §3.2):
+
+- **Diagonal instead of DPLR.** The original vendors full S4 (HiPPO-LegS, rank-1 low-rank
+  term, bilinear discretisation, Cauchy kernel). We use S4D-Lin: A_n = −½ + iπn, B_n = 1,
+  zero-order hold. The layer has no B or P parameters, so it holds fewer parameters than the
+  original (per channel 194 instead of about 322 at state size 64, bidirectional).
+- **No attunement.** The kernel is computed for the actual length on every call (no
+  `l_kernel` buffer, no in-place rewrite of C), so checkpoints are not interchangeable with
+  the original's but any length works.
+- **Weight decay.** The original decays every parameter (AdamW 0.01, its optimizer hints are
+  ignored). `ssm_parameters()` lists A (real and imaginary parts) and log dt so that models
+  can put them in a group without weight decay, as S4D practice does.
+
+Layout: input and output are channels last, (B, L, H). The convolution runs in float32 with
+autocast disabled, whatever the caller's precision.
+
+The convolution is the linear (zero-padded) convolution of LDNS §3.1. For L up to
+`direct_max_length` it is evaluated as a per-channel Toeplitz matrix product (one batched
+matmul: on CPUs this is several times faster than FFTs of length 2L at L = 256); longer
+inputs use an rfft of length 2L over time. Both give the same result up to float rounding.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class S4D(nn.Module):
+    """y = K * x + D·x per channel, with K the ZOH kernel of a diagonal SSM (LDNS §3.2).
+
+    Bidirectional (LDNS §3.1): a second C gives a backward kernel k1 and
+    y_t = Σ_{s≤t} k0[t−s]·x_s + Σ_{m≥0} k1[m]·x_{t+1+m} + D·x_t (the backward kernel
+    starts at lag −1, as in the original).
+    """
+
+    direct_max_length = 512
+
+    def __init__(
+        self,
+        *,
+        channels: int,
+        state_size: int = 64,
+        bidirectional: bool = False,
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+    ) -> None:
+        super().__init__()
+        if state_size < 2 or state_size % 2:
+            raise ValueError(f"state_size must be an even number >= 2, got {state_size}")
+        modes = state_size // 2
+        self.channels = channels
+        self.state_size = state_size
+        self.bidirectional = bidirectional
+        directions = 2 if bidirectional else 1
+        log_dt = torch.rand(channels) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        self.log_dt = nn.Parameter(log_dt)  # (H,) log-uniform in [dt_min, dt_max]
+        # S4D-Lin: A_n = -1/2 + i·π·n, real part kept negative through -exp.
+        self.log_a_real = nn.Parameter(torch.full((channels, modes), math.log(0.5)))  # (H, M)
+        self.a_imag = nn.Parameter(math.pi * torch.arange(modes).float().repeat(channels, 1))
+        # C ~ complex N(0, 1) (each part variance 1/2), stored as real pairs: (dirs, H, M, 2).
+        self.c = nn.Parameter(torch.randn(directions, channels, modes, 2) * math.sqrt(0.5))
+        self.d = nn.Parameter(torch.randn(channels))  # (H,) skip
+
+    def ssm_parameters(self) -> list[nn.Parameter]:
+        """A (real and imaginary parts) and log dt: the parameters S4D practice does not decay."""
+        return [self.log_a_real, self.a_imag, self.log_dt]
+
+    def kernel(self, length: int) -> torch.Tensor:
+        """ZOH kernels (dirs, H, L): K[l] = 2·Re Σ_n C_n (exp(dt·A_n) − 1)/A_n · exp(dt·A_n·l).
+
+        LDNS §3.2; row 0 is the forward kernel k0, row 1 (bidirectional) the backward k1.
+        """
+        dt = torch.exp(self.log_dt.float())  # (H,)
+        a_real = -torch.exp(self.log_a_real.float())  # (H, M)
+        a_imag = self.a_imag.float()  # (H, M)
+        a = torch.complex(a_real, a_imag)  # (H, M)
+        c = torch.view_as_complex(self.c.float().contiguous())  # (dirs, H, M)
+        c_zoh = c * torch.expm1(a * dt[:, None]) / a  # (dirs, H, M)
+        # Real arithmetic from here: complex batched matmuls are slow on CPU.
+        lags = torch.arange(length, device=dt.device, dtype=torch.float32)  # (L,)
+        decay = torch.exp((a_real * dt[:, None])[:, :, None] * lags)  # (H, M, L)
+        phase = (a_imag * dt[:, None])[:, :, None] * lags  # (H, M, L)
+        basis = torch.cat((decay * torch.cos(phase), decay * torch.sin(phase)), dim=1)  # (H, 2M, L)
+        weights = torch.cat((c_zoh.real, -c_zoh.imag), dim=-1).transpose(0, 1)  # (H, dirs, 2M)
+        # Re(c·v) = Re(c)·Re(v) − Im(c)·Im(v), summed over modes by one batched matmul.
+        return 2.0 * torch.bmm(weights, basis).transpose(0, 1)  # (dirs, H, L)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, L, H) -> y (B, L, H), float32."""
+        length = x.shape[1]
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x = x.float()
+            k = self.kernel(length)  # (dirs, H, L)
+            # The skip D is the lag-0 tap of the forward kernel.
+            k0 = torch.cat((k[0, :, :1] + self.d.float()[:, None], k[0, :, 1:]), dim=-1)
+            k1 = k[1] if self.bidirectional else None
+            if length <= self.direct_max_length:
+                return _toeplitz_conv(x, k0, k1)
+            return _fft_conv(x, k0, k1)
+
+
+def _lag_vector(k0: torch.Tensor, k1: torch.Tensor | None) -> torch.Tensor:
+    """Taps for lags −(L−1)..(L−1), (H, 2L−1): index L−1+j holds lag j (t − s = j).
+
+    Lag j ≥ 0 is k0[j]; lag j < 0 is k1[−j−1] (backward kernel offset by one, LDNS §3.1).
+    """
+    length = k0.shape[-1]
+    if k1 is None:
+        past = k0.new_zeros(k0.shape[0], length - 1)
+    else:
+        past = torch.flip(k1[:, : length - 1], dims=(-1,))
+    return torch.cat((past, k0), dim=-1)  # (H, 2L-1)
+
+
+def _toeplitz_conv(x: torch.Tensor, k0: torch.Tensor, k1: torch.Tensor | None) -> torch.Tensor:
+    """Linear convolution as one batched matmul over channels: x (B, L, H) -> (B, L, H)."""
+    return _ToeplitzConv.apply(x, _lag_vector(k0, k1))
+
+
+class _ToeplitzConv(torch.autograd.Function):
+    """y[b, t, h] = Σ_s taps[h, L−1 + t − s]·x[b, s, h] as one matmul batched over channels.
+
+    The (H, L, L) Toeplitz matrix is a flipped `unfold` of the taps; it is rebuilt in backward
+    rather than stored, so only the channel-major copy of x and the taps are kept.
+    Channels-last activations go to channel-major and back through plain 2-D transposes
+    ((B·L, H) <-> (H, B·L)), the fastest copies torch has for this.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+        batch, length, channels = x.shape
+        x_cm = x.reshape(batch * length, channels).t().contiguous()  # (H, B·L)
+        x_cm = x_cm.view(channels, batch, length)  # (H, B, L)
+        toeplitz = _toeplitz(taps, length)  # (H, L_t, L_s)
+        y_cm = torch.bmm(x_cm, toeplitz.transpose(1, 2))  # (H, B, L)
+        ctx.save_for_backward(x_cm, taps)
+        return y_cm.view(channels, batch * length).t().contiguous().view(batch, length, channels)
+
+    @staticmethod
+    def backward(ctx, grad_y: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        x_cm, taps = ctx.saved_tensors
+        channels, batch, length = x_cm.shape
+        grad_cm = grad_y.reshape(batch * length, channels).t().contiguous()  # (H, B·L)
+        grad_cm = grad_cm.view(channels, batch, length)  # (H, B, L)
+        grad_x = grad_taps = None
+        if ctx.needs_input_grad[0]:
+            grad_x_cm = torch.bmm(grad_cm, _toeplitz(taps, length))  # (H, B, L)
+            grad_x = grad_x_cm.view(channels, batch * length).t().contiguous()  # (B·L, H)
+            grad_x = grad_x.view(batch, length, channels)
+        if ctx.needs_input_grad[1]:
+            grad_toeplitz = torch.bmm(grad_cm.transpose(1, 2), x_cm)  # (H, L_t, L_s)
+            # Adjoint of _toeplitz: undo the row flip, then sum each anti-diagonal of the
+            # Hankel matrix into its tap (unfold's adjoint), then undo the taps' reversal.
+            grad_reversed = torch.ops.aten.unfold_backward(
+                grad_toeplitz.flip(1), list(taps.shape), 1, length, 1
+            )  # (H, 2L-1)
+            grad_taps = grad_reversed.flip(-1)
+        return grad_x, grad_taps
+
+
+def _toeplitz(taps: torch.Tensor, length: int) -> torch.Tensor:
+    """(H, 2L−1) taps -> (H, L, L) matrix with [h, t, s] = taps[h, L−1 + t − s]."""
+    # unfold of the reversed taps gives [h, t', s] = taps[h, 2L−2 − t' − s]; reversing the
+    # rows (t' = L−1−t) makes it Toeplitz. Flipping whole rows is the cheapest copy.
+    return taps.flip(-1).unfold(1, length, 1).flip(1)
+
+
+def _fft_conv(x: torch.Tensor, k0: torch.Tensor, k1: torch.Tensor | None) -> torch.Tensor:
+    """Linear convolution by rfft of length 2L over time: x (B, L, H) -> (B, L, H).
+
+    One circular kernel of length 2L holds both directions: positions 0..L−1 the forward
+    taps, positions L..2L−1 the backward taps at negative lags (−L..−1), so a single
+    rfft/irfft pair gives the bidirectional output.
+    """
+    length = x.shape[1]
+    if k1 is None:
+        circular = F.pad(k0, (0, length))  # (H, 2L)
+    else:
+        circular = torch.cat((k0, torch.flip(k1, dims=(-1,))), dim=-1)  # (H, 2L)
+    kernel_f = torch.fft.rfft(circular, dim=-1).transpose(0, 1)  # (L+1, H)
+    x_f = torch.fft.rfft(x, n=2 * length, dim=1)  # (B, L+1, H)
+    return torch.fft.irfft(x_f * kernel_f, n=2 * length, dim=1)[:, :length]  # (B, L, H)

@@ -1,0 +1,234 @@
+"""One CLI test per subcommand through Typer's CliRunner, on tiny Lorenz models."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from neuralcli.cli.main import app
+
+runner = CliRunner()
+
+
+def invoke(home: Path, *args: str) -> object:
+    return runner.invoke(app, ["--home", str(home), "--device", "cpu", *args])
+
+
+def invoke_json(home: Path, *args: str) -> dict:
+    result = runner.invoke(app, ["--home", str(home), "--device", "cpu", "--json", *args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_preset_data):
+    """Home with a tiny AE, a tiny diffusion model and samples, all made through the CLI."""
+    home = tmp_path_factory.mktemp("home")
+    preset = home / "tiny.yaml"
+    preset.write_text(yaml.safe_dump(tiny_preset_data))
+    ae = invoke_json(home, "train", "ae", "--preset", str(preset))
+    diffusion = invoke_json(home, "train", "diffusion", "--preset", str(preset), "--ae", ae["run_dir"])
+    samples = invoke_json(
+        home, "sample", "--model", diffusion["run_dir"], "--n", "12", "--sampler", "ddim", "--steps", "5"
+    )
+    return {"home": home, "preset": preset, "ae": ae, "diffusion": diffusion, "samples": samples}
+
+
+def test_help_lists_the_command_tree_with_examples():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("info", "demo", "data", "train", "sample", "evaluate"):
+        assert command in result.output
+    for path in (["data", "fetch"], ["data", "list"], ["train", "ae"], ["train", "diffusion"],
+                 ["sample"], ["evaluate", "samples"], ["demo"], ["info"]):
+        sub = runner.invoke(app, [*path, "--help"])
+        assert sub.exit_code == 0, path
+        assert "Example: neuralcli" in sub.output, path
+
+
+def test_info_json(tmp_path):
+    payload = invoke_json(tmp_path, "info")
+    assert payload["torch"]
+    assert payload["home"] == str(tmp_path.resolve())
+    assert "fp32" in payload["precisions"]
+
+
+def test_data_fetch_and_list(tmp_path):
+    fetched = invoke_json(
+        tmp_path, "data", "fetch", "lorenz", "--n-trials", "20", "--length", "16", "--n-neurons", "8"
+    )
+    assert Path(fetched["directory"]).is_dir()
+    assert fetched["already_present"] is False
+    again = invoke_json(
+        tmp_path, "data", "fetch", "lorenz", "--n-trials", "20", "--length", "16", "--n-neurons", "8"
+    )
+    assert again["already_present"] is True
+    listing = invoke_json(tmp_path, "data", "list")
+    lorenz = next(d for d in listing["datasets"] if d["name"] == "lorenz")
+    assert lorenz["present"] is True
+    assert lorenz["variants"][0]["hash"] == fetched["settings_hash"]
+    assert lorenz["variants"][0]["n_trials"] == 20
+
+
+def test_data_fetch_bad_input(tmp_path):
+    assert_one_line_error(invoke(tmp_path, "data", "fetch", "nosuch"), "unknown dataset", "lorenz")
+    assert_one_line_error(invoke(tmp_path, "data", "fetch", "lorenz", "--n-trials", "0"), "n_trials")
+
+
+def test_train_ae_writes_a_complete_run(trained):
+    run_dir = Path(trained["ae"]["run_dir"])
+    for name in ("config.yaml", "model.safetensors", "model.json", "state.pt", "metrics.jsonl"):
+        assert (run_dir / name).is_file(), name
+    meta = json.loads((run_dir / "model.json").read_text())
+    assert meta["kind"] == "autoencoder"
+    assert meta["data"]["dataset"] == "lorenz"
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["model"]["hidden_channels"] == 32
+    assert np.isfinite(trained["ae"]["train_loss"])
+
+
+def test_train_ae_resume_of_a_finished_run_is_a_no_op(trained):
+    home, preset = trained["home"], trained["preset"]
+    again = invoke_json(home, "train", "ae", "--preset", str(preset), "--resume")
+    assert again["steps"] == trained["ae"]["steps"]
+
+
+def test_train_ae_refuses_to_overwrite_without_resume(trained):
+    home, preset = trained["home"], trained["preset"]
+    result = invoke(home, "train", "ae", "--preset", str(preset))
+    assert_one_line_error(result, "--resume")
+
+
+def test_preset_typo_and_bad_override(tmp_path, tiny_preset):
+    assert_one_line_error(
+        invoke(tmp_path, "train", "ae", "--preset", str(tiny_preset), "--set", "training.lrr=1"),
+        "training.lrr",
+        "did you mean 'training.lr'",
+    )
+    assert_one_line_error(invoke(tmp_path, "train", "ae", "--preset", "lorenzz"), "lorenz")
+    assert_one_line_error(
+        invoke(tmp_path, "train", "ae", "--preset", str(tiny_preset), "--device", "tpu"), "--device"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_diffusion_copies_the_autoencoder(trained):
+    run_dir = Path(trained["diffusion"]["run_dir"])
+    meta = json.loads((run_dir / "model.json").read_text())
+    assert meta["kind"] == "denoiser"
+    assert len(meta["latent_stats"]["mean"]) == 4
+    assert (run_dir / "autoencoder" / "model.safetensors").is_file()
+
+
+def test_train_diffusion_needs_an_autoencoder_run(tmp_path, tiny_preset):
+    result = invoke(tmp_path, "train", "diffusion", "--preset", str(tiny_preset), "--ae", "missing")
+    assert_one_line_error(result, "missing", "not found")
+
+
+def test_sample_writes_npz_and_nwb(trained):
+    samples = trained["samples"]
+    with np.load(samples["npz"]) as archive:
+        assert archive["spikes"].shape == (12, 32, 16)
+        assert archive["latents"].shape == (12, 32, 4)
+    assert Path(samples["nwb"]).is_file()
+
+
+def test_sample_any_length(trained, tmp_path):
+    out = tmp_path / "long.npz"
+    payload = invoke_json(
+        trained["home"], "sample", "--model", trained["diffusion"]["run_dir"], "--n", "2",
+        "--length", "96", "--sampler", "ddim", "--steps", "3", "--out", str(out), "--no-nwb",
+    )
+    assert payload["length"] == 96
+    with np.load(out) as archive:
+        assert archive["spikes"].shape == (2, 96, 16)
+
+
+def test_sample_bad_input(trained, tmp_path):
+    home, model = trained["home"], trained["diffusion"]["run_dir"]
+    assert_one_line_error(invoke(home, "sample", "--model", model, "--n", "-3"), "--n")
+    assert_one_line_error(invoke(home, "sample", "--model", model, "--device", "tpu"), "--device")
+    assert_one_line_error(invoke(home, "sample", "--model", str(tmp_path / "gone")), "not found")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.json").write_text("{")
+    assert_one_line_error(invoke(home, "sample", "--model", str(broken)), "corrupt")
+    assert_one_line_error(
+        invoke(home, "sample", "--model", trained["ae"]["run_dir"]), "not 'denoiser'"
+    )
+    assert list(tmp_path.glob("**/*.npz")) == []
+
+
+def test_evaluate_samples_json_and_plots(trained, tmp_path):
+    payload = invoke_json(
+        trained["home"], "evaluate", "samples", "--samples", trained["samples"]["npz"],
+        "--real", "lorenz:test", "--plots", str(tmp_path / "plots"),
+    )
+    keys = ("kl_population_count", "rmse_correlation", "rmse_mean_isi", "rmse_std_isi",
+            "mean_rate_error", "pearson_mean_isi", "pearson_std_isi", "pearson_correlation",
+            "pearson_population_count")
+    for key in keys:
+        assert key in payload and key in payload["floor"], key
+    assert payload["n_samples"] == 12
+    assert {p.name for p in (tmp_path / "plots").iterdir()} >= {"raster.png", "mean_rate.png"}
+
+
+def test_evaluate_accepts_plain_npz_files(tmp_path):
+    rng = np.random.default_rng(0)
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    np.savez(a, spikes=rng.poisson(0.3, size=(20, 30, 6)))
+    np.savez(b, spikes=rng.poisson(0.3, size=(24, 30, 6)), bin_seconds=0.005)
+    payload = invoke_json(tmp_path, "evaluate", "samples", "--samples", str(a), "--real", str(b),
+                          "--no-plots")
+    assert payload["n_real"] == 24
+    assert payload["bin_seconds"] == 0.005
+
+
+def test_evaluate_bad_npz(tmp_path):
+    good = tmp_path / "good.npz"
+    np.savez(good, spikes=np.zeros((4, 5, 3)))
+    no_spikes = tmp_path / "nospikes.npz"
+    np.savez(no_spikes, counts=np.zeros((4, 5, 3)))
+    rank2 = tmp_path / "rank2.npz"
+    np.savez(rank2, spikes=np.zeros((4, 5)))
+    assert_one_line_error(
+        invoke(tmp_path, "evaluate", "samples", "--samples", str(no_spikes), "--real", str(good)),
+        "nospikes.npz", "spikes",
+    )
+    assert_one_line_error(
+        invoke(tmp_path, "evaluate", "samples", "--samples", str(rank2), "--real", str(good)),
+        "rank2.npz",
+    )
+    assert not (tmp_path / "plots").exists()
+
+
+def test_demo_runs_end_to_end(tmp_path, tiny_preset):
+    payload = invoke_json(tmp_path, "demo", "--preset", str(tiny_preset), "--steps", "5")
+    evaluation = payload["evaluation"]
+    assert evaluation["n_samples"] == evaluation["n_real"]
+    assert Path(payload["samples"]).is_file()
+    assert all(Path(p).is_file() for p in evaluation["plots"])
+
+
+def test_core_packages_do_not_import_typer():
+    code = (
+        "import sys, neuralcli.models, neuralcli.pipelines, neuralcli.pipelines.demo; "
+        "assert 'typer' not in sys.modules and 'rich' not in sys.modules, 'cli leaked'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
