@@ -86,11 +86,12 @@ def run_child(args: argparse.Namespace) -> dict:
 
     for _ in range(3):
         step()
-    times = []
+    times, cpu_times = [], []
     for _ in range(args.steps):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), _cpu_seconds()
         step()
         times.append(time.perf_counter() - started)
+        cpu_times.append(_cpu_seconds() - cpu_started)
     median = statistics.median(times)
 
     from torch.utils.flop_counter import FlopCounterMode
@@ -105,6 +106,10 @@ def run_child(args: argparse.Namespace) -> dict:
         "samples_per_s": batch_size / median,
         "step_s_median": median,
         "step_s_all": [round(t, 4) for t in times],
+        # user + system CPU seconds of the process per step: a check on wall times taken
+        # while other processes compete for the cores
+        "step_cpu_s_median": statistics.median(cpu_times),
+        "load_average_1min": os.getloadavg()[0],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "step_gflop_counted": step_flops / 1e9,
         "achieved_gflops": step_flops / median / 1e9,
@@ -207,7 +212,7 @@ def _denoiser_step(torch, batch_size: int, precision: str):
         optimizer.step()
         scheduler.step()
         with torch.no_grad():
-            for ema, p in zip(shadow, params):
+            for ema, p in zip(shadow, params, strict=True):
                 ema.lerp_(p.detach().float(), 1.0 - 0.999)
 
     settings = {
@@ -218,6 +223,11 @@ def _denoiser_step(torch, batch_size: int, precision: str):
         "parameters": sum(p.numel() for p in params),
     }
     return step, settings
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _matmul_gflops(torch, size: int = 2048, repeats: int = 5) -> float:

@@ -23,6 +23,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from neuralcli.errors import RunDirError
+from neuralcli.models.layers.fused import (
+    GeluResidual,
+    NormMLPResidual,
+    NormS4Conv,
+    instance_norm_stats,
+    modulate,
+)
 from neuralcli.models.layers.s4d import S4D
 from neuralcli.runtime.checkpoint import load_state_dict_checked, load_weights, read_model_meta
 
@@ -89,17 +96,15 @@ class GroupedPointwise(nn.Module):
 
 
 def modulated_instance_norm(
-    x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, eps: float = 1e-5
+    x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor
 ) -> torch.Tensor:
-    """InstanceNorm1d over time (no affine) then ·(1 + scale) + shift, in one output pass.
+    """InstanceNorm1d over time (no affine, eps 1e-5) then ·(1 + scale) + shift.
 
-    x (B, T, C); shift, scale broadcast as (B or 1, 1, C). Folding the normalisation and
-    the modulation into one per-(b, c) affine map leaves a single (B, T, C) temporary.
+    x (B, T, C); shift, scale broadcast as (C,) or (B, 1, C). Autograd-composed: the
+    reference for the fused block functions and the path for long (FFT) inputs.
     """
-    var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=0)  # (B, 1, C)
-    gain = torch.rsqrt(var + eps) * (1.0 + scale)  # (B, 1, C)
-    offset = shift - mean * gain  # (B, 1, C)
-    return torch.addcmul(offset, x, gain)  # (B, T, C)
+    mean, rstd = instance_norm_stats(x)  # (B, 1, C) each
+    return modulate(x, mean, rstd, shift, scale)  # (B, T, C)
 
 
 class AEBlock(nn.Module):
@@ -117,13 +122,20 @@ class AEBlock(nn.Module):
         self.mlp_out = nn.Linear(2 * channels, channels, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, T, C) -> (B, T, C)."""
+        """x (B, T, C) float32 -> (B, T, C) float32."""
+        x = x.float()  # the residual stream stays fp32 under autocast
         shift_tm, scale_tm, shift_cm, scale_cm = self.modulation.unbind(0)  # (C,) each
-        h = modulated_instance_norm(x, shift_tm, scale_tm)  # (B, T, C)
-        h = self.s4(h)  # (B, T, C) float32
+        if self.s4.uses_toeplitz(x.shape[1]):
+            y = NormS4Conv.apply(x, shift_tm, scale_tm, self.s4.taps(x.shape[1]))  # (B, T, C)
+            x = GeluResidual.apply(x, y, self.post_scale, self.post_bias)  # (B, T, C)
+            return NormMLPResidual.apply(
+                x, shift_cm, scale_cm, self.mlp_in.weight, None, self.mlp_out.weight, None, None
+            )  # (B, T, C)
+        # Plain composition (long inputs, FFT convolution); same math as the fused path.
+        h = self.s4(modulated_instance_norm(x, shift_tm, scale_tm))  # (B, T, C)
         x = x + torch.addcmul(self.post_bias, F.gelu(h), self.post_scale)  # (B, T, C)
         h = modulated_instance_norm(x, shift_cm, scale_cm)  # (B, T, C)
-        return x + self.mlp_out(F.gelu(self.mlp_in(h)))  # (B, T, C)
+        return x + self.mlp_out(F.gelu(self.mlp_in(h))).float()  # (B, T, C)
 
 
 class SpikeAutoencoder(nn.Module):
@@ -145,9 +157,7 @@ class SpikeAutoencoder(nn.Module):
             )
             for _ in range(config.num_blocks)
         )
-        self.bottleneck = GroupedPointwise(
-            in_channels=channels, out_channels=latent, groups=groups
-        )
+        self.bottleneck = GroupedPointwise(in_channels=channels, out_channels=latent, groups=groups)
         self.unbottleneck = GroupedPointwise(
             in_channels=latent, out_channels=channels, groups=groups
         )
@@ -186,7 +196,9 @@ class SpikeAutoencoder(nn.Module):
 def ssm_parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Split a model's parameters: every S4D layer's A and log dt decay-free, rest decayed."""
     no_decay = {
-        id(p) for module in model.modules() if isinstance(module, S4D)
+        id(p)
+        for module in model.modules()
+        if isinstance(module, S4D)
         for p in module.ssm_parameters()
     }
     params = [p for p in model.parameters() if p.requires_grad]
@@ -203,4 +215,6 @@ def build_model_config(cls: type, values: object, run_dir: str | Path) -> object
     try:
         return cls(**values)
     except (TypeError, ValueError) as err:
-        raise RunDirError(f"{run_dir}: model.json config is invalid ({err}); retrain that run") from None
+        raise RunDirError(
+            f"{run_dir}: model.json config is invalid ({err}); retrain that run"
+        ) from None

@@ -24,6 +24,7 @@ from neuralcli.models.autoencoder import (
     pointwise_groups,
     ssm_parameter_groups,
 )
+from neuralcli.models.layers.fused import GeluResidual, NormMLPResidual, NormS4Conv
 from neuralcli.models.layers.s4d import S4D
 from neuralcli.runtime.checkpoint import load_state_dict_checked, load_weights, read_model_meta
 
@@ -103,13 +104,27 @@ class DenoiserBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         """x (B, T, C), embedding (B, E) -> (B, T, C)."""
-        mod = self.modulation(F.gelu(embedding))[:, None, :]  # (B, 1, 6C)
+        x = x.float()  # the residual stream stays fp32 under autocast
+        mod = self.modulation(F.gelu(embedding)).float()[:, None, :]  # (B, 1, 6C)
         shift_tm, scale_tm, gate_tm, shift_cm, scale_cm, gate_cm = mod.chunk(6, dim=-1)
-        h = modulated_instance_norm(x, shift_tm, scale_tm)  # (B, T, C)
-        h = F.gelu(self.s4(h))  # (B, T, C)
+        if self.s4.uses_toeplitz(x.shape[1]):
+            y = NormS4Conv.apply(x, shift_tm, scale_tm, self.s4.taps(x.shape[1]))  # (B, T, C)
+            x = GeluResidual.apply(x, y, gate_tm, None)  # (B, T, C)
+            return NormMLPResidual.apply(
+                x,
+                shift_cm,
+                scale_cm,
+                self.mlp_in.weight,
+                self.mlp_in.bias,
+                self.mlp_out.weight,
+                self.mlp_out.bias,
+                gate_cm,
+            )  # (B, T, C)
+        # Plain composition (long inputs, FFT convolution); same math as the fused path.
+        h = F.gelu(self.s4(modulated_instance_norm(x, shift_tm, scale_tm)))  # (B, T, C)
         x = torch.addcmul(x, gate_tm, h)  # (B, T, C)
         h = modulated_instance_norm(x, shift_cm, scale_cm)  # (B, T, C)
-        h = self.mlp_out(F.gelu(self.mlp_in(h)))  # (B, T, C); act2 = Identity
+        h = self.mlp_out(F.gelu(self.mlp_in(h))).float()  # (B, T, C); act2 = Identity
         return torch.addcmul(x, gate_cm, h)  # (B, T, C)
 
 

@@ -89,7 +89,9 @@ class AutoencoderObjective:
             td = td + diff.square().sum() / (1.0 + i)
         latent_l2 = l2 / numel
         latent_td = td / numel
-        loss = poisson + self.config.latent_beta * latent_l2 + self.config.latent_td_beta * latent_td
+        loss = (
+            poisson + self.config.latent_beta * latent_l2 + self.config.latent_td_beta * latent_td
+        )
         return LossOutput(
             loss=loss,
             metrics={

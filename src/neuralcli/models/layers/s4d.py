@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -91,36 +90,35 @@ class S4D(nn.Module):
         # Re(c·v) = Re(c)·Re(v) − Im(c)·Im(v), summed over modes by one batched matmul.
         return 2.0 * torch.bmm(weights, basis).transpose(0, 1)  # (dirs, H, L)
 
+    def taps(self, length: int) -> torch.Tensor:
+        """Taps of lags −(L−1)..(L−1), (H, 2L−1) float32: index L−1+j holds lag j = t − s.
+
+        Lag j ≥ 0 is k0[j] (plus D at j = 0); lag j < 0 is k1[−j−1] when bidirectional
+        (the backward kernel starts at lag −1, LDNS §3.1), else 0.
+        """
+        with torch.autocast(device_type=self.d.device.type, enabled=False):
+            k = self.kernel(length)  # (dirs, H, L)
+            # The skip D is the lag-0 tap of the forward kernel.
+            k0 = torch.cat((k[0, :, :1] + self.d.float()[:, None], k[0, :, 1:]), dim=-1)
+            if self.bidirectional:
+                past = torch.flip(k[1, :, : length - 1], dims=(-1,))  # (H, L-1)
+            else:
+                past = k0.new_zeros(self.channels, length - 1)
+            return torch.cat((past, k0), dim=-1)  # (H, 2L-1)
+
+    def uses_toeplitz(self, length: int) -> bool:
+        """Whether a length-L input is convolved by Toeplitz matmul (else by FFT)."""
+        return length <= self.direct_max_length
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, L, H) -> y (B, L, H), float32."""
         length = x.shape[1]
         with torch.autocast(device_type=x.device.type, enabled=False):
             x = x.float()
-            k = self.kernel(length)  # (dirs, H, L)
-            # The skip D is the lag-0 tap of the forward kernel.
-            k0 = torch.cat((k[0, :, :1] + self.d.float()[:, None], k[0, :, 1:]), dim=-1)
-            k1 = k[1] if self.bidirectional else None
-            if length <= self.direct_max_length:
-                return _toeplitz_conv(x, k0, k1)
-            return _fft_conv(x, k0, k1)
-
-
-def _lag_vector(k0: torch.Tensor, k1: torch.Tensor | None) -> torch.Tensor:
-    """Taps for lags −(L−1)..(L−1), (H, 2L−1): index L−1+j holds lag j (t − s = j).
-
-    Lag j ≥ 0 is k0[j]; lag j < 0 is k1[−j−1] (backward kernel offset by one, LDNS §3.1).
-    """
-    length = k0.shape[-1]
-    if k1 is None:
-        past = k0.new_zeros(k0.shape[0], length - 1)
-    else:
-        past = torch.flip(k1[:, : length - 1], dims=(-1,))
-    return torch.cat((past, k0), dim=-1)  # (H, 2L-1)
-
-
-def _toeplitz_conv(x: torch.Tensor, k0: torch.Tensor, k1: torch.Tensor | None) -> torch.Tensor:
-    """Linear convolution as one batched matmul over channels: x (B, L, H) -> (B, L, H)."""
-    return _ToeplitzConv.apply(x, _lag_vector(k0, k1))
+            taps = self.taps(length)  # (H, 2L-1)
+            if self.uses_toeplitz(length):
+                return _ToeplitzConv.apply(x, taps)
+            return fft_conv(x, taps)
 
 
 class _ToeplitzConv(torch.autograd.Function):
@@ -137,7 +135,7 @@ class _ToeplitzConv(torch.autograd.Function):
         batch, length, channels = x.shape
         x_cm = x.reshape(batch * length, channels).t().contiguous()  # (H, B·L)
         x_cm = x_cm.view(channels, batch, length)  # (H, B, L)
-        toeplitz = _toeplitz(taps, length)  # (H, L_t, L_s)
+        toeplitz = toeplitz_matrix(taps, length)  # (H, L_t, L_s)
         y_cm = torch.bmm(x_cm, toeplitz.transpose(1, 2))  # (H, B, L)
         ctx.save_for_backward(x_cm, taps)
         return y_cm.view(channels, batch * length).t().contiguous().view(batch, length, channels)
@@ -150,39 +148,41 @@ class _ToeplitzConv(torch.autograd.Function):
         grad_cm = grad_cm.view(channels, batch, length)  # (H, B, L)
         grad_x = grad_taps = None
         if ctx.needs_input_grad[0]:
-            grad_x_cm = torch.bmm(grad_cm, _toeplitz(taps, length))  # (H, B, L)
+            grad_x_cm = torch.bmm(grad_cm, toeplitz_matrix(taps, length))  # (H, B, L)
             grad_x = grad_x_cm.view(channels, batch * length).t().contiguous()  # (B·L, H)
             grad_x = grad_x.view(batch, length, channels)
         if ctx.needs_input_grad[1]:
             grad_toeplitz = torch.bmm(grad_cm.transpose(1, 2), x_cm)  # (H, L_t, L_s)
-            # Adjoint of _toeplitz: undo the row flip, then sum each anti-diagonal of the
-            # Hankel matrix into its tap (unfold's adjoint), then undo the taps' reversal.
-            grad_reversed = torch.ops.aten.unfold_backward(
-                grad_toeplitz.flip(1), list(taps.shape), 1, length, 1
-            )  # (H, 2L-1)
-            grad_taps = grad_reversed.flip(-1)
+            grad_taps = toeplitz_taps_grad(grad_toeplitz, taps.shape)  # (H, 2L-1)
         return grad_x, grad_taps
 
 
-def _toeplitz(taps: torch.Tensor, length: int) -> torch.Tensor:
+def toeplitz_matrix(taps: torch.Tensor, length: int) -> torch.Tensor:
     """(H, 2L−1) taps -> (H, L, L) matrix with [h, t, s] = taps[h, L−1 + t − s]."""
     # unfold of the reversed taps gives [h, t', s] = taps[h, 2L−2 − t' − s]; reversing the
     # rows (t' = L−1−t) makes it Toeplitz. Flipping whole rows is the cheapest copy.
     return taps.flip(-1).unfold(1, length, 1).flip(1)
 
 
-def _fft_conv(x: torch.Tensor, k0: torch.Tensor, k1: torch.Tensor | None) -> torch.Tensor:
+def toeplitz_taps_grad(grad_toeplitz: torch.Tensor, taps_shape: torch.Size) -> torch.Tensor:
+    """Adjoint of `toeplitz_matrix`: (H, L, L) -> (H, 2L−1), each diagonal summed into its tap."""
+    channels, length = grad_toeplitz.shape[0], grad_toeplitz.shape[-1]
+    steps = torch.arange(length, device=grad_toeplitz.device)
+    tap_of_entry = (length - 1 + steps[:, None] - steps[None, :]).reshape(-1)  # (L·L,)
+    grad_taps = grad_toeplitz.new_zeros(taps_shape)
+    return grad_taps.index_add_(1, tap_of_entry, grad_toeplitz.reshape(channels, -1))
+
+
+def fft_conv(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
     """Linear convolution by rfft of length 2L over time: x (B, L, H) -> (B, L, H).
 
-    One circular kernel of length 2L holds both directions: positions 0..L−1 the forward
-    taps, positions L..2L−1 the backward taps at negative lags (−L..−1), so a single
-    rfft/irfft pair gives the bidirectional output.
+    One circular kernel of length 2L holds both directions: positions 0..L−1 the taps of
+    lags 0..L−1, positions L+1..2L−1 those of lags −(L−1)..−1 (position L, lag ±L, is never
+    reached), so a single rfft/irfft pair gives the bidirectional output.
     """
     length = x.shape[1]
-    if k1 is None:
-        circular = F.pad(k0, (0, length))  # (H, 2L)
-    else:
-        circular = torch.cat((k0, torch.flip(k1, dims=(-1,))), dim=-1)  # (H, 2L)
+    past, present = taps[:, : length - 1], taps[:, length - 1 :]  # (H, L-1), (H, L)
+    circular = torch.cat((present, past.new_zeros(past.shape[0], 1), past), dim=-1)  # (H, 2L)
     kernel_f = torch.fft.rfft(circular, dim=-1).transpose(0, 1)  # (L+1, H)
     x_f = torch.fft.rfft(x, n=2 * length, dim=1)  # (B, L+1, H)
     return torch.fft.irfft(x_f * kernel_f, n=2 * length, dim=1)[:, :length]  # (B, L, H)
