@@ -23,7 +23,13 @@ from neuralcli.pipelines.sample import sample_spikes
 from neuralcli.runtime.device import resolve_runtime
 from neuralcli.runtime.home import resolve_home
 
-ERRORS = ("kl_population_count", "rmse_correlation", "rmse_mean_isi", "rmse_std_isi", "mean_rate_error")
+ERRORS = (
+    "kl_population_count",
+    "rmse_correlation",
+    "rmse_mean_isi",
+    "rmse_std_isi",
+    "mean_rate_error",
+)
 
 
 def main() -> None:
@@ -45,8 +51,13 @@ def main() -> None:
         runs = {}
         for sampler, steps in (("ddpm", None), ("ddim", args.ddim_steps)):
             result = sample_spikes(
-                run_dir, runtime=runtime, n=args.n, sampler=sampler, steps=steps,
-                out=Path(tmp) / f"{sampler}.npz", write_nwb=False,
+                run_dir,
+                runtime=runtime,
+                n=args.n,
+                sampler=sampler,
+                steps=steps,
+                out=Path(tmp) / f"{sampler}.npz",
+                write_nwb=False,
             )
             runs[sampler] = (load_spikes(result.npz_path, home), result.seconds)
         data = load_spikes(args.real, home, prefer_data=runs["ddpm"][0].metadata.get("data"))
@@ -59,9 +70,7 @@ def main() -> None:
     ddim_vs_ddpm = compare_spikes(
         runs["ddim"][0].spikes, runs["ddpm"][0].spikes, bin_seconds=bin_seconds
     ).to_dict()
-    within = {
-        key: abs(vs_data["ddim"][key] - vs_data["ddpm"][key]) <= floor[key] for key in ERRORS
-    }
+    within = {key: abs(vs_data["ddim"][key] - vs_data["ddpm"][key]) <= floor[key] for key in ERRORS}
     print(
         json.dumps(
             {

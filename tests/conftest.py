@@ -15,7 +15,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 TINY_PRESET = {
-    "data": {"dataset": "lorenz", "lorenz": {"n_trials": 60, "length": 32, "n_neurons": 16, "seed": 3}},
+    "data": {
+        "dataset": "lorenz",
+        "lorenz": {"n_trials": 60, "length": 32, "n_neurons": 16, "seed": 3},
+    },
     "ae": {
         "name": "ae-tiny",
         "model": {"n_neurons": 16, "hidden_channels": 32, "latent_channels": 4, "num_blocks": 1},

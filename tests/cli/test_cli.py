@@ -43,9 +43,20 @@ def trained(tmp_path_factory, tiny_preset_data):
     preset = home / "tiny.yaml"
     preset.write_text(yaml.safe_dump(tiny_preset_data))
     ae = invoke_json(home, "train", "ae", "--preset", str(preset))
-    diffusion = invoke_json(home, "train", "diffusion", "--preset", str(preset), "--ae", ae["run_dir"])
+    diffusion = invoke_json(
+        home, "train", "diffusion", "--preset", str(preset), "--ae", ae["run_dir"]
+    )
     samples = invoke_json(
-        home, "sample", "--model", diffusion["run_dir"], "--n", "12", "--sampler", "ddim", "--steps", "5"
+        home,
+        "sample",
+        "--model",
+        diffusion["run_dir"],
+        "--n",
+        "12",
+        "--sampler",
+        "ddim",
+        "--steps",
+        "5",
     )
     return {"home": home, "preset": preset, "ae": ae, "diffusion": diffusion, "samples": samples}
 
@@ -55,8 +66,16 @@ def test_help_lists_the_command_tree_with_examples():
     assert result.exit_code == 0
     for command in ("info", "demo", "data", "train", "sample", "evaluate"):
         assert command in result.output
-    for path in (["data", "fetch"], ["data", "list"], ["train", "ae"], ["train", "diffusion"],
-                 ["sample"], ["evaluate", "samples"], ["demo"], ["info"]):
+    for path in (
+        ["data", "fetch"],
+        ["data", "list"],
+        ["train", "ae"],
+        ["train", "diffusion"],
+        ["sample"],
+        ["evaluate", "samples"],
+        ["demo"],
+        ["info"],
+    ):
         sub = runner.invoke(app, [*path, "--help"])
         assert sub.exit_code == 0, path
         assert "Example: neuralcli" in sub.output, path
@@ -71,12 +90,30 @@ def test_info_json(tmp_path):
 
 def test_data_fetch_and_list(tmp_path):
     fetched = invoke_json(
-        tmp_path, "data", "fetch", "lorenz", "--n-trials", "20", "--length", "16", "--n-neurons", "8"
+        tmp_path,
+        "data",
+        "fetch",
+        "lorenz",
+        "--n-trials",
+        "20",
+        "--length",
+        "16",
+        "--n-neurons",
+        "8",
     )
     assert Path(fetched["directory"]).is_dir()
     assert fetched["already_present"] is False
     again = invoke_json(
-        tmp_path, "data", "fetch", "lorenz", "--n-trials", "20", "--length", "16", "--n-neurons", "8"
+        tmp_path,
+        "data",
+        "fetch",
+        "lorenz",
+        "--n-trials",
+        "20",
+        "--length",
+        "16",
+        "--n-neurons",
+        "8",
     )
     assert again["already_present"] is True
     listing = invoke_json(tmp_path, "data", "list")
@@ -88,7 +125,9 @@ def test_data_fetch_and_list(tmp_path):
 
 def test_data_fetch_bad_input(tmp_path):
     assert_one_line_error(invoke(tmp_path, "data", "fetch", "nosuch"), "unknown dataset", "lorenz")
-    assert_one_line_error(invoke(tmp_path, "data", "fetch", "lorenz", "--n-trials", "0"), "n_trials")
+    assert_one_line_error(
+        invoke(tmp_path, "data", "fetch", "lorenz", "--n-trials", "0"), "n_trials"
+    )
 
 
 def test_train_ae_writes_a_complete_run(trained):
@@ -152,8 +191,21 @@ def test_sample_writes_npz_and_nwb(trained):
 def test_sample_any_length(trained, tmp_path):
     out = tmp_path / "long.npz"
     payload = invoke_json(
-        trained["home"], "sample", "--model", trained["diffusion"]["run_dir"], "--n", "2",
-        "--length", "96", "--sampler", "ddim", "--steps", "3", "--out", str(out), "--no-nwb",
+        trained["home"],
+        "sample",
+        "--model",
+        trained["diffusion"]["run_dir"],
+        "--n",
+        "2",
+        "--length",
+        "96",
+        "--sampler",
+        "ddim",
+        "--steps",
+        "3",
+        "--out",
+        str(out),
+        "--no-nwb",
     )
     assert payload["length"] == 96
     with np.load(out) as archive:
@@ -177,12 +229,27 @@ def test_sample_bad_input(trained, tmp_path):
 
 def test_evaluate_samples_json_and_plots(trained, tmp_path):
     payload = invoke_json(
-        trained["home"], "evaluate", "samples", "--samples", trained["samples"]["npz"],
-        "--real", "lorenz:test", "--plots", str(tmp_path / "plots"),
+        trained["home"],
+        "evaluate",
+        "samples",
+        "--samples",
+        trained["samples"]["npz"],
+        "--real",
+        "lorenz:test",
+        "--plots",
+        str(tmp_path / "plots"),
     )
-    keys = ("kl_population_count", "rmse_correlation", "rmse_mean_isi", "rmse_std_isi",
-            "mean_rate_error", "pearson_mean_isi", "pearson_std_isi", "pearson_correlation",
-            "pearson_population_count")
+    keys = (
+        "kl_population_count",
+        "rmse_correlation",
+        "rmse_mean_isi",
+        "rmse_std_isi",
+        "mean_rate_error",
+        "pearson_mean_isi",
+        "pearson_std_isi",
+        "pearson_correlation",
+        "pearson_population_count",
+    )
     for key in keys:
         assert key in payload and key in payload["floor"], key
     assert payload["n_samples"] == 12
@@ -194,8 +261,9 @@ def test_evaluate_accepts_plain_npz_files(tmp_path):
     a, b = tmp_path / "a.npz", tmp_path / "b.npz"
     np.savez(a, spikes=rng.poisson(0.3, size=(20, 30, 6)))
     np.savez(b, spikes=rng.poisson(0.3, size=(24, 30, 6)), bin_seconds=0.005)
-    payload = invoke_json(tmp_path, "evaluate", "samples", "--samples", str(a), "--real", str(b),
-                          "--no-plots")
+    payload = invoke_json(
+        tmp_path, "evaluate", "samples", "--samples", str(a), "--real", str(b), "--no-plots"
+    )
     assert payload["n_real"] == 24
     assert payload["bin_seconds"] == 0.005
 
@@ -209,7 +277,8 @@ def test_evaluate_bad_npz(tmp_path):
     np.savez(rank2, spikes=np.zeros((4, 5)))
     assert_one_line_error(
         invoke(tmp_path, "evaluate", "samples", "--samples", str(no_spikes), "--real", str(good)),
-        "nospikes.npz", "spikes",
+        "nospikes.npz",
+        "spikes",
     )
     assert_one_line_error(
         invoke(tmp_path, "evaluate", "samples", "--samples", str(rank2), "--real", str(good)),

@@ -35,7 +35,9 @@ def test_defaults_and_nested_values():
 
 def test_overrides_are_typed():
     config = build_config(
-        Outer, {}, ["training.lr=3e-4", "training.epochs=7", "training.ema=true", "training.clip=null"]
+        Outer,
+        {},
+        ["training.lr=3e-4", "training.epochs=7", "training.ema=true", "training.clip=null"],
     )
     assert config.training.lr == pytest.approx(3e-4)
     assert config.training.epochs == 7
@@ -51,7 +53,9 @@ def test_override_wins_over_preset_value():
 def test_unknown_key_names_the_closest_valid_one():
     with pytest.raises(ConfigError, match=r"training\.lrr.*did you mean 'training\.lr'"):
         build_config(Outer, {"training": {"lrr": 1.0}})
-    with pytest.raises(ConfigError, match=r"--set training\.epoch: unknown key; did you mean 'training\.epochs'"):
+    with pytest.raises(
+        ConfigError, match=r"--set training\.epoch: unknown key; did you mean 'training\.epochs'"
+    ):
         build_config(Outer, {}, ["training.epoch=3"])
 
 

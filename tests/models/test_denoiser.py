@@ -44,13 +44,25 @@ def test_grouping_rule_and_output_scale() -> None:
     lorenz = Denoiser(config=DenoiserConfig())
     assert lorenz.conv_in.groups == 8 and lorenz.conv_out.groups == 8
     torch.manual_seed(1)
-    scaled = Denoiser(config=DenoiserConfig(output_scale_init=0.1))
-    torch.testing.assert_close(scaled.conv_out.weight, 0.1 * lorenz.conv_out.weight)
-    torch.testing.assert_close(scaled.conv_out.bias, 0.1 * lorenz.conv_out.bias)
+    reference = Denoiser(config=DenoiserConfig(linear_path_init="default"))
+    torch.manual_seed(1)
+    scaled = Denoiser(config=DenoiserConfig(linear_path_init="default", output_scale_init=0.1))
+    torch.testing.assert_close(scaled.conv_out.weight, 0.1 * reference.conv_out.weight)
+    torch.testing.assert_close(scaled.conv_out.bias, 0.1 * reference.conv_out.bias)
     for block in lorenz.blocks:
         assert block.s4.bidirectional  # always bidirectional (LDNS §7 quirk)
     velocity = Denoiser(config=DenoiserConfig(latent_channels=18, hidden_channels=256))
     assert velocity.conv_in.groups == 1
+
+
+@pytest.mark.parametrize("latent, hidden", [(8, 64), (18, 256)])
+def test_identity_linear_path_makes_the_network_start_as_the_identity(latent, hidden) -> None:
+    torch.manual_seed(2)
+    model = Denoiser(config=DenoiserConfig(latent_channels=latent, hidden_channels=hidden))
+    x = torch.randn(3, 20, latent)
+    with torch.no_grad():
+        out = model(x, torch.tensor([0, 500, 999]))
+    torch.testing.assert_close(out, x, atol=1e-4, rtol=1e-4)
 
 
 def reference_block(block: DenoiserBlock, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:

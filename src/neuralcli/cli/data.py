@@ -38,7 +38,8 @@ def fetch(
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; known datasets: {', '.join(DATASETS)}")
     settings = build_config(
-        LorenzSettings, {"n_trials": n_trials, "length": length, "n_neurons": n_neurons, "seed": seed}
+        LorenzSettings,
+        {"n_trials": n_trials, "length": length, "n_neurons": n_neurons, "seed": seed},
     )
     with RichReporter() as reporter:
         result = fetch_lorenz(options().home_path, settings, reporter=reporter)

@@ -58,7 +58,9 @@ def demo(
             "sampling": result.samples.seconds,
         },
     }
-    table = Table(title=f"LDNS demo ({preset}): samples vs held-out test trials", title_justify="left")
+    table = Table(
+        title=f"LDNS demo ({preset}): samples vs held-out test trials", title_justify="left"
+    )
     table.add_column("metric", style="bold")
     table.add_column("LDNS samples", justify="right")
     table.add_column("data vs data", justify="right")

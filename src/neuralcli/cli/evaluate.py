@@ -13,26 +13,41 @@ from neuralcli.pipelines.evaluate import METRICS, evaluate_samples
 
 app = typer.Typer(help="Evaluate models and samples.", no_args_is_help=True)
 
-LOWER_IS_BETTER = {"kl_population_count", "rmse_correlation", "rmse_mean_isi", "rmse_std_isi", "mean_rate_error"}
+LOWER_IS_BETTER = {
+    "kl_population_count",
+    "rmse_correlation",
+    "rmse_mean_isi",
+    "rmse_std_isi",
+    "mean_rate_error",
+}
 
 
 @app.command(
     "samples",
-    epilog="Example: neuralcli evaluate samples --samples runs/diffusion-lorenz/samples.npz --real lorenz:test",
+    epilog=(
+        "Example: neuralcli evaluate samples --samples runs/diffusion-lorenz/samples.npz "
+        "--real lorenz:test"
+    ),
 )
 @handle_errors
 def samples(
     samples_ref: Annotated[
         str,
         typer.Option(
-            "--samples", "-s", help=".npz/.nwb with spikes (trials, time, neurons), a run, or dataset:split"
+            "--samples",
+            "-s",
+            help=".npz/.nwb with spikes (trials, time, neurons), a run, or dataset:split",
         ),
     ],
     real: Annotated[
-        str, typer.Option("--real", "-r", help="Reference: dataset:split (lorenz:test), .npz/.nwb or run")
+        str,
+        typer.Option(
+            "--real", "-r", help="Reference: dataset:split (lorenz:test), .npz/.nwb or run"
+        ),
     ] = "lorenz:test",
     plots: Annotated[
-        Path | None, typer.Option("--plots", help="Folder for PNG plots [default: beside the samples]")
+        Path | None,
+        typer.Option("--plots", help="Folder for PNG plots [default: beside the samples]"),
     ] = None,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the plots")] = False,
     report: Annotated[

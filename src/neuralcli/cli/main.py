@@ -35,13 +35,17 @@ def main(
     home: Annotated[
         str | None,
         typer.Option(
-            "--home", envvar="NEURALCLI_HOME", help="Root folder for data and runs [default: ./neuralcli-home]"
+            "--home",
+            envvar="NEURALCLI_HOME",
+            help="Root folder for data and runs [default: ./neuralcli-home]",
         ),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="auto|cpu|cuda|cuda:N|mps")] = "auto",
     precision: Annotated[str, typer.Option("--precision", help="auto|fp32|bf16|fp16")] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Random seed")] = 42,
-    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object, no tables")] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object, no tables")
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More messages")] = False,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile models")] = False,
     deterministic: Annotated[
@@ -75,7 +79,9 @@ def info() -> None:
     payload = system_info(options().home_path)
     rows = dict(payload)
     rows["cuda_devices"] = (
-        ", ".join(f"{d['index']}: {d['name']} ({d['memory_gib']} GiB)" for d in payload["cuda_devices"])
+        ", ".join(
+            f"{d['index']}: {d['name']} ({d['memory_gib']} GiB)" for d in payload["cuda_devices"]
+        )
         or "none"
     )
     rows["precisions"] = ", ".join(payload["precisions"])

@@ -14,9 +14,12 @@ DeviceOption = Annotated[
     str | None, typer.Option("--device", help="auto|cpu|cuda|cuda:N|mps (default: global --device)")
 ]
 PrecisionOption = Annotated[
-    str | None, typer.Option("--precision", help="auto|fp32|bf16|fp16 (default: global --precision)")
+    str | None,
+    typer.Option("--precision", help="auto|fp32|bf16|fp16 (default: global --precision)"),
 ]
-SeedOption = Annotated[int | None, typer.Option("--seed", help="Random seed (default: global --seed)")]
+SeedOption = Annotated[
+    int | None, typer.Option("--seed", help="Random seed (default: global --seed)")
+]
 CompileOption = Annotated[
     bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model")
 ]

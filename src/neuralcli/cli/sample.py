@@ -12,7 +12,9 @@ from neuralcli.cli.runtime_options import DeviceOption, PrecisionOption, SeedOpt
 from neuralcli.pipelines.runs import resolve_run_dir
 from neuralcli.pipelines.sample import sample_spikes
 
-EXAMPLE = "Example: neuralcli sample --model runs/diffusion-lorenz --n 1000 --sampler ddim --steps 50"
+EXAMPLE = (
+    "Example: neuralcli sample --model runs/diffusion-lorenz --n 1000 --sampler ddim --steps 50"
+)
 
 
 @handle_errors

@@ -19,7 +19,9 @@ from neuralcli.errors import ConfigError
 T = TypeVar("T")
 
 
-def build_config(cls: type[T], data: dict[str, Any] | None, overrides: list[str] | None = None) -> T:
+def build_config(
+    cls: type[T], data: dict[str, Any] | None, overrides: list[str] | None = None
+) -> T:
     """Return `cls` filled from `data` (nested dicts) with `overrides` (`a.b=value`) applied."""
     merged = _deep_copy(data or {})
     for item in overrides or []:

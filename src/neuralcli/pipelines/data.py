@@ -59,7 +59,9 @@ def ensure_lorenz(home: Path, settings: LorenzSettings, reporter: ProgressReport
     """Simulate the Lorenz variant if it is not on disk yet (it is synthetic and cheap)."""
     if is_prepared(home, settings):
         return
-    reporter.message(f"simulating Lorenz data ({settings.n_trials} trials x {settings.length} bins)")
+    reporter.message(
+        f"simulating Lorenz data ({settings.n_trials} trials x {settings.length} bins)"
+    )
     task = "simulate lorenz"
     reporter.start(task, settings.n_trials)
     prepare_lorenz(home, settings, on_progress=lambda done, total: reporter.update(task, done))
@@ -107,7 +109,9 @@ def load_spikes(ref: str | Path, home: Path, *, prefer_data: dict | None = None)
     if path.is_dir():
         candidate = path / "samples.npz"
         if not candidate.is_file():
-            raise DataError(f"{path} holds no samples.npz; run `neuralcli sample --model {path}` first")
+            raise DataError(
+                f"{path} holds no samples.npz; run `neuralcli sample --model {path}` first"
+            )
         path = candidate
     if path.suffix == ".nwb":
         array = read_samples_nwb(path)

@@ -82,7 +82,9 @@ def evaluate_samples(
     _check_compatible(model, data)
     bin_seconds = data.bin_seconds or model.bin_seconds or 1.0
 
-    reporter.message(f"comparing {model.spikes.shape[0]} sampled with {data.spikes.shape[0]} real trials")
+    reporter.message(
+        f"comparing {model.spikes.shape[0]} sampled with {data.spikes.shape[0]} real trials"
+    )
     data_stats = trial_statistics(data.spikes, bin_seconds=bin_seconds)  # one pass over the data
     metrics = _pick(compare_spikes(model.spikes, data_stats, bin_seconds=bin_seconds))
     floor = _pick(noise_floor(data_stats, bin_seconds=bin_seconds, seed=seed))

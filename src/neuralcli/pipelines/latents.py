@@ -63,7 +63,9 @@ def encode_spikes(
 ) -> np.ndarray:
     """(n, T, N) counts -> (n, T, d) float32 latents, in batches, in fp32."""
     autoencoder.eval()
-    out = np.empty((spikes.shape[0], spikes.shape[1], autoencoder.config.latent_channels), np.float32)
+    out = np.empty(
+        (spikes.shape[0], spikes.shape[1], autoencoder.config.latent_channels), np.float32
+    )
     if reporter:
         reporter.start(task, spikes.shape[0])
     for start in range(0, spikes.shape[0], batch_size):

@@ -29,7 +29,9 @@ class TrainRunResult:
     train: TrainResult
 
 
-def prepare_run_dir(home: Path, name: str, config_yaml: str, *, resume: bool, is_main: bool) -> Path:
+def prepare_run_dir(
+    home: Path, name: str, config_yaml: str, *, resume: bool, is_main: bool
+) -> Path:
     """Create runs/<name>/ and write config.yaml; a resumed run must keep its config."""
     run_dir = run_dir_for(home, name)
     if resume:

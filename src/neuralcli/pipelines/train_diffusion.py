@@ -48,7 +48,9 @@ def train_diffusion(
     """
     reporter = reporter or SilentReporter()
     if not config.ae:
-        raise ConfigError("no autoencoder given: pass --ae runs/<ae-run> (or set `ae` in the preset)")
+        raise ConfigError(
+            "no autoencoder given: pass --ae runs/<ae-run> (or set `ae` in the preset)"
+        )
     ae_dir = resolve_run_dir(config.ae, home)
     ae_meta = read_model_meta(ae_dir, expected_kind=SpikeAutoencoder.kind)
     autoencoder = SpikeAutoencoder.from_pretrained(ae_dir, device=runtime.device)
@@ -61,8 +63,12 @@ def train_diffusion(
 
     splits = load_spike_splits(home, data_config_from_meta(ae_meta), reporter=reporter)
     encode = dict(device=runtime.device, batch_size=config.latents.encode_batch_size)
-    train_latents = encode_spikes(autoencoder, splits.train, reporter=reporter, task="encode train", **encode)
-    val_latents = encode_spikes(autoencoder, splits.val, reporter=reporter, task="encode val", **encode)
+    train_latents = encode_spikes(
+        autoencoder, splits.train, reporter=reporter, task="encode train", **encode
+    )
+    val_latents = encode_spikes(
+        autoencoder, splits.val, reporter=reporter, task="encode val", **encode
+    )
     stats = LatentStats.fit(train_latents, config.latents.clip)
     del autoencoder
 

@@ -70,24 +70,33 @@ def read_model_meta(run_dir: str | Path, *, expected_kind: str | None = None) ->
     """Read model.json of a run directory, with errors that say what to do."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise RunDirError(f"run directory {run_dir} does not exist; pass a folder made by `neuralcli train`")
+        raise RunDirError(
+            f"run directory {run_dir} does not exist; pass a folder made by `neuralcli train`"
+        )
     path = run_dir / META_FILE
     if not path.is_file():
-        raise RunDirError(f"{path} is missing: {run_dir} is not a finished run; train it or pass another run")
+        raise RunDirError(
+            f"{path} is missing: {run_dir} is not a finished run; train it or pass another run"
+        )
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise RunDirError(f"{path} is corrupt ({err.__class__.__name__}); retrain or restore that run") from None
+        raise RunDirError(
+            f"{path} is corrupt ({err.__class__.__name__}); retrain or restore that run"
+        ) from None
     if not isinstance(meta, dict) or "kind" not in meta or "config" not in meta:
         raise RunDirError(f"{path} lacks 'kind' or 'config'; it was not written by neuralcli")
     if expected_kind is not None and meta["kind"] != expected_kind:
         raise RunDirError(
-            f"{run_dir} holds a {meta['kind']!r} model, not {expected_kind!r}; pass a {expected_kind} run"
+            f"{run_dir} holds a {meta['kind']!r} model, not {expected_kind!r}; "
+            f"pass a {expected_kind} run"
         )
     return meta
 
 
-def load_weights(run_dir: str | Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+def load_weights(
+    run_dir: str | Path, device: torch.device | str = "cpu"
+) -> dict[str, torch.Tensor]:
     path = Path(run_dir) / WEIGHTS_FILE
     if not path.is_file():
         raise RunDirError(f"{path} is missing; the run did not finish saving its weights")
@@ -97,7 +106,9 @@ def load_weights(run_dir: str | Path, device: torch.device | str = "cpu") -> dic
         raise RunDirError(f"{path} is corrupt ({err}); retrain or restore that run") from None
 
 
-def load_state_dict_checked(module: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+def load_state_dict_checked(
+    module: torch.nn.Module, state: dict[str, torch.Tensor], source: Path
+) -> None:
     """load_state_dict(strict) with a one-line error instead of a traceback."""
     try:
         module.load_state_dict(state, strict=True)
@@ -122,7 +133,9 @@ def load_state(run_dir: str | Path) -> dict[str, Any]:
         # (numpy arrays, python tuples), which the weights-only unpickler rejects.
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # torch raises many types for a truncated file
-        raise RunDirError(f"{path} is corrupt ({err.__class__.__name__}); delete it and start again") from None
+        raise RunDirError(
+            f"{path} is corrupt ({err.__class__.__name__}); delete it and start again"
+        ) from None
 
 
 def append_metrics(run_dir: str | Path, record: dict[str, Any]) -> None:
@@ -132,7 +145,9 @@ def append_metrics(run_dir: str | Path, record: dict[str, Any]) -> None:
 
 def write_json(path: str | Path, payload: Any) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n", encoding="utf-8")
+        tmp.write_text(
+            json.dumps(payload, indent=2, default=_json_default) + "\n", encoding="utf-8"
+        )
 
 
 def _json_default(value: Any) -> Any:

@@ -30,7 +30,9 @@ def resolve_device(spec: str = "auto", *, local_rank: int = 0) -> torch.device:
         return torch.device("cpu")
     if spec == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise DeviceError("--device mps: MPS is not available on this machine; use --device cpu")
+            raise DeviceError(
+                "--device mps: MPS is not available on this machine; use --device cpu"
+            )
         return torch.device("mps")
     if spec == "cuda" or spec.startswith("cuda:"):
         if not torch.cuda.is_available():
@@ -62,7 +64,9 @@ def resolve_precision(spec: str, device: torch.device) -> str:
     """`auto` is bf16 autocast on CUDA when supported, else fp32; returns fp32|bf16|fp16."""
     spec = (spec or "auto").strip().lower()
     if spec not in PRECISIONS:
-        raise DeviceError(f"--precision {spec!r}: unknown precision; use one of {', '.join(PRECISIONS)}")
+        raise DeviceError(
+            f"--precision {spec!r}: unknown precision; use one of {', '.join(PRECISIONS)}"
+        )
     if spec == "auto":
         return "bf16" if device.type == "cuda" and bf16_supported(device) else "fp32"
     if spec == "fp16" and device.type == "cpu":
