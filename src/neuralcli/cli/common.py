@@ -129,6 +129,16 @@ class RichReporter:
             stderr.print(text, highlight=False)
 
 
+def describe_setup(config: Any, runtime: Any) -> None:
+    """With --verbose: print the resolved config and the runtime on stderr."""
+    if not options().verbose or options().json:
+        return
+    from neuralcli.config.build import dump_yaml
+
+    stderr.print(f"runtime: {runtime.describe()}", highlight=False)
+    stderr.print(dump_yaml(config).rstrip(), highlight=False, markup=False)
+
+
 def _short(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"

@@ -46,7 +46,9 @@ def main(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object, no tables")
     ] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More messages")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Print the resolved config and runtime")
+    ] = False,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile models")] = False,
     deterministic: Annotated[
         bool, typer.Option("--deterministic", help="Deterministic kernels (slower)")

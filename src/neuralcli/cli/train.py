@@ -6,7 +6,14 @@ from typing import Annotated
 
 import typer
 
-from neuralcli.cli.common import RichReporter, emit, handle_errors, key_value_table, options
+from neuralcli.cli.common import (
+    RichReporter,
+    describe_setup,
+    emit,
+    handle_errors,
+    key_value_table,
+    options,
+)
 from neuralcli.cli.runtime_options import (
     CompileOption,
     DeviceOption,
@@ -62,6 +69,7 @@ def train_ae(
     """Train the spike autoencoder (LDNS stage 1) on the preset's dataset."""
     config = stage_config(preset, "ae", set_, assign={"name": name})
     runtime = make_runtime(device, precision, seed, compile)
+    describe_setup(config, runtime)
     with RichReporter() as reporter:
         result = train_autoencoder(
             config, home=options().home_path, runtime=runtime, resume=resume, reporter=reporter
@@ -91,6 +99,7 @@ def train_diffusion_command(
     """Train the latent diffusion model (LDNS stage 2) on a trained autoencoder's latents."""
     config = stage_config(preset, "diffusion", set_, assign={"name": name, "ae": ae})
     runtime = make_runtime(device, precision, seed, compile)
+    describe_setup(config, runtime)
     with RichReporter() as reporter:
         result = train_diffusion(
             config, home=options().home_path, runtime=runtime, resume=resume, reporter=reporter
