@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from neuralcli.models.layers.s4d import S4D, _ToeplitzConv, fft_conv
+from neuralcli.models.layers.s4d import (
+    S4D,
+    _ToeplitzConv,
+    fft_conv,
+    toeplitz_matrix,
+    toeplitz_taps_grad,
+)
 
 
 def reference_conv(x: torch.Tensor, k0: torch.Tensor, k1: torch.Tensor | None) -> torch.Tensor:
@@ -140,3 +146,18 @@ def test_fp32_convolution_under_bf16_autocast() -> None:
 def test_rejects_odd_state_size() -> None:
     with pytest.raises(ValueError, match="state_size"):
         S4D(channels=2, state_size=7)
+
+
+def test_toeplitz_matrix_entries_and_adjoint() -> None:
+    torch.manual_seed(0)
+    length = 5
+    taps = torch.randn(3, 2 * length - 1)  # (H, 2L-1)
+    matrix = toeplitz_matrix(taps, length)  # (H, L, L)
+    for t in range(length):
+        for s in range(length):
+            assert torch.equal(matrix[:, t, s], taps[:, length - 1 + t - s])
+    # <T(taps), G> = <taps, T*(G)> for the adjoint used in backward
+    grad = torch.randn(3, length, length)
+    lhs = (matrix * grad).sum()
+    rhs = (taps * toeplitz_taps_grad(grad, taps.shape)).sum()
+    torch.testing.assert_close(lhs, rhs)
