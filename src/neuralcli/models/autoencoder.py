@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neuralcli.errors import RunDirError
 from neuralcli.models.layers.fused import (
     GeluResidual,
     NormMLPResidual,
@@ -31,7 +30,7 @@ from neuralcli.models.layers.fused import (
     modulate,
 )
 from neuralcli.models.layers.s4d import S4D
-from neuralcli.runtime.checkpoint import load_state_dict_checked, load_weights, read_model_meta
+from neuralcli.models.pretrained import load_pretrained
 
 
 @dataclass
@@ -186,11 +185,7 @@ class SpikeAutoencoder(nn.Module):
     @classmethod
     def from_pretrained(cls, run_dir: str | Path, *, device: str = "cpu") -> SpikeAutoencoder:
         """Rebuild from run_dir/model.{json,safetensors}; RunDirError if missing or wrong."""
-        meta = read_model_meta(run_dir, expected_kind=cls.kind)
-        config = build_model_config(AutoencoderConfig, meta["config"], run_dir)
-        model = cls(config=config)
-        load_state_dict_checked(model, load_weights(run_dir, device="cpu"), Path(run_dir))
-        return model.to(device).eval()
+        return load_pretrained(cls, AutoencoderConfig, run_dir, device=device)
 
 
 def ssm_parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -206,15 +201,3 @@ def ssm_parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
         {"params": [p for p in params if id(p) not in no_decay], "weight_decay": weight_decay},
         {"params": [p for p in params if id(p) in no_decay], "weight_decay": 0.0},
     ]
-
-
-def build_model_config(cls: type, values: object, run_dir: str | Path) -> object:
-    """The config dataclass stored in model.json, or RunDirError if it does not fit `cls`."""
-    if not isinstance(values, dict):
-        raise RunDirError(f"{run_dir}: model.json 'config' is not a mapping; retrain that run")
-    try:
-        return cls(**values)
-    except (TypeError, ValueError) as err:
-        raise RunDirError(
-            f"{run_dir}: model.json config is invalid ({err}); retrain that run"
-        ) from None

@@ -19,14 +19,13 @@ from torch import nn
 
 from neuralcli.models.autoencoder import (
     GroupedPointwise,
-    build_model_config,
     modulated_instance_norm,
     pointwise_groups,
     ssm_parameter_groups,
 )
 from neuralcli.models.layers.fused import GeluResidual, NormMLPResidual, NormS4Conv
 from neuralcli.models.layers.s4d import S4D
-from neuralcli.runtime.checkpoint import load_state_dict_checked, load_weights, read_model_meta
+from neuralcli.models.pretrained import load_pretrained
 
 
 @dataclass
@@ -197,8 +196,4 @@ class Denoiser(nn.Module):
     @classmethod
     def from_pretrained(cls, run_dir: str | Path, *, device: str = "cpu") -> Denoiser:
         """Rebuild from run_dir/model.{json,safetensors}; RunDirError if missing or wrong."""
-        meta = read_model_meta(run_dir, expected_kind=cls.kind)
-        config = build_model_config(DenoiserConfig, meta["config"], run_dir)
-        model = cls(config=config)
-        load_state_dict_checked(model, load_weights(run_dir, device="cpu"), Path(run_dir))
-        return model.to(device).eval()
+        return load_pretrained(cls, DenoiserConfig, run_dir, device=device)
