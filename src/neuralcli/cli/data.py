@@ -54,7 +54,7 @@ def fetch(
     emit(payload, key_value_table(f"data fetch {dataset}", rows))
 
 
-@app.command("list", epilog="Example: neuralcli data list --json")
+@app.command("list", epilog="Example: neuralcli --json data list")
 @handle_errors
 def list_command(
     dataset: Annotated[str | None, typer.Argument(help="Only this dataset")] = None,

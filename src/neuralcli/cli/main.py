@@ -74,7 +74,7 @@ def main(
     )
 
 
-@app.command(epilog="Example: neuralcli info --json")
+@app.command(epilog="Example: neuralcli --json info")
 @handle_errors
 def info() -> None:
     """Show versions, devices, precision support and the home directory."""
