@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from neuralcli.cli.common import RichReporter, emit, handle_errors, options, stdout
+from neuralcli.cli.evaluate import metrics_table
 from neuralcli.cli.runtime_options import DeviceOption, PrecisionOption, SeedOption, make_runtime
 from neuralcli.pipelines.demo import run_demo
-from neuralcli.pipelines.evaluate import METRICS
 
 EXAMPLE = "Example: neuralcli demo   (or: neuralcli demo --preset lorenz --sampler ddpm)"
 
@@ -58,20 +57,9 @@ def demo(
             "sampling": result.samples.seconds,
         },
     }
-    table = Table(
-        title=f"LDNS demo ({preset}): samples vs held-out test trials", title_justify="left"
+    table = metrics_table(
+        f"LDNS demo ({preset}): samples vs held-out test trials", evaluation, "LDNS samples"
     )
-    table.add_column("metric", style="bold")
-    table.add_column("LDNS samples", justify="right")
-    table.add_column("data vs data", justify="right")
-    table.add_column("independent Poisson", justify="right")
-    for key in METRICS:
-        table.add_row(
-            key,
-            f"{evaluation.metrics[key]:.4g}",
-            f"{evaluation.floor[key]:.4g}",
-            f"{evaluation.poisson_baseline[key]:.4g}",
-        )
     table.caption = f"plots: {evaluation.plots[0].parent if evaluation.plots else '-'}"
     emit(payload, table)
     if not options().json:

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from neuralcli.cli.common import RichReporter, emit, handle_errors, options
-from neuralcli.pipelines.evaluate import METRICS, evaluate_samples
+from neuralcli.pipelines.evaluate import METRICS, EvaluationResult, evaluate_samples
 
 app = typer.Typer(help="Evaluate models and samples.", no_args_is_help=True)
 
@@ -20,6 +20,23 @@ LOWER_IS_BETTER = {
     "rmse_std_isi",
     "mean_rate_error",
 }
+
+
+def metrics_table(title: str, result: EvaluationResult, samples_label: str = "samples") -> Table:
+    """The nine statistics for the samples, the data-vs-data floor and the Poisson baseline."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric", style="bold")
+    for column in (samples_label, "data vs data", "independent Poisson"):
+        table.add_column(column, justify="right")
+    for key in METRICS:
+        arrow = " (lower better)" if key in LOWER_IS_BETTER else ""
+        table.add_row(
+            key + arrow,
+            f"{result.metrics[key]:.4g}",
+            f"{result.floor[key]:.4g}",
+            f"{result.poisson_baseline[key]:.4g}",
+        )
+    return table
 
 
 @app.command(
@@ -67,19 +84,7 @@ def samples(
             report_path=report,
             reporter=reporter,
         )
-    table = Table(title=f"{result.samples} vs {result.real}", title_justify="left")
-    table.add_column("metric", style="bold")
-    table.add_column("samples", justify="right")
-    table.add_column("data vs data", justify="right")
-    table.add_column("independent Poisson", justify="right")
-    for key in METRICS:
-        arrow = " (lower better)" if key in LOWER_IS_BETTER else ""
-        table.add_row(
-            key + arrow,
-            f"{result.metrics[key]:.4g}",
-            f"{result.floor[key]:.4g}",
-            f"{result.poisson_baseline[key]:.4g}",
-        )
+    table = metrics_table(f"{result.samples} vs {result.real}", result)
     table.caption = f"report: {result.report_path}" + (
         f"; plots: {result.plots[0].parent}" if result.plots else ""
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,8 +75,6 @@ def sample_spikes(
 
     Writes `out` (.npz: spikes, rates, latents, metadata) and the same spikes as NWB beside it.
     """
-    import time
-
     reporter = reporter or SilentReporter()
     if n < 1:
         raise ConfigError(f"--n {n}: the number of samples must be at least 1")
