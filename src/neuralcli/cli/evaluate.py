@@ -24,12 +24,12 @@ LOWER_IS_BETTER = {
 
 def metrics_table(title: str, result: EvaluationResult, samples_label: str = "samples") -> Table:
     """The nine statistics for the samples, the data-vs-data floor and the Poisson baseline."""
-    table = Table(title=title, title_justify="left")
+    table = Table(title=f"{title}  (↓ lower is better, ↑ higher)", title_justify="left")
     table.add_column("metric", style="bold")
     for column in (samples_label, "data vs data", "independent Poisson"):
         table.add_column(column, justify="right")
     for key in METRICS:
-        arrow = " (lower better)" if key in LOWER_IS_BETTER else ""
+        arrow = " ↓" if key in LOWER_IS_BETTER else " ↑"
         table.add_row(
             key + arrow,
             f"{result.metrics[key]:.4g}",
