@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--real", default="lorenz:test")
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--ddim-steps", type=int, default=50)
+    parser.add_argument("--eta", type=float, default=1.0, help="DDIM eta")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--seed", type=int, default=42)
@@ -56,6 +57,7 @@ def main() -> None:
                 n=args.n,
                 sampler=sampler,
                 steps=steps,
+                eta=args.eta,
                 out=Path(tmp) / f"{sampler}.npz",
                 write_nwb=False,
             )
@@ -79,6 +81,7 @@ def main() -> None:
                 "real": args.real,
                 "n": args.n,
                 "ddim_steps": args.ddim_steps,
+                "eta": args.eta,
                 "seconds": {name: round(sec, 2) for name, (_, sec) in runs.items()},
                 "ddpm_vs_data": vs_data["ddpm"],
                 "ddim_vs_data": vs_data["ddim"],

@@ -301,3 +301,16 @@ def test_core_packages_do_not_import_typer():
         "assert 'typer' not in sys.modules and 'rich' not in sys.modules, 'cli leaked'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_sample_ddim_eta(trained, tmp_path):
+    home, model = trained["home"], trained["diffusion"]["run_dir"]
+    common = ["sample", "--model", model, "--n", "3", "--sampler", "ddim", "--steps", "4"]
+    first = tmp_path / "eta0.npz"
+    again = tmp_path / "eta0-again.npz"
+    for out in (first, again):
+        invoke_json(home, *common, "--eta", "0", "--out", str(out), "--no-nwb")
+    with np.load(first) as a, np.load(again) as b:
+        np.testing.assert_array_equal(a["latents"], b["latents"])  # deterministic for a seed
+        assert json.loads(str(a["metadata_json"]))["eta"] == 0.0
+    assert_one_line_error(invoke(home, *common, "--eta", "1.5"), "--eta")

@@ -28,6 +28,9 @@ def sample(
     steps: Annotated[
         int | None, typer.Option("--steps", help="Sampling steps (ddim; default 50)")
     ] = None,
+    eta: Annotated[
+        float, typer.Option("--eta", help="DDIM eta: 1 stochastic (like DDPM), 0 deterministic")
+    ] = 1.0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Trials per batch")] = 512,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Output .npz [default: <run>/samples.npz]")
@@ -48,6 +51,7 @@ def sample(
             length=length,
             sampler=sampler.lower(),
             steps=steps,
+            eta=eta,
             batch_size=batch_size,
             out=out,
             write_nwb=nwb,

@@ -53,6 +53,7 @@ def sample_latents(
     generator: torch.Generator | None = None,
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     on_step: Callable[[int, int], None] | None = None,
+    eta: float | None = None,
 ) -> torch.Tensor:
     """Draw `n` latent sequences z_0: (n, length, channels) float32 on `device`.
 
@@ -66,6 +67,8 @@ def sample_latents(
     and each step draws its noise for all of them at once, so for a given seed the samples
     do not depend on `batch_size`.
     on_step(done_steps, total_steps) is called after every denoising step.
+    eta: DDIM's η (DDIM eq. 16), passed to `scheduler.step`; None leaves the scheduler's
+    default (and is the only value DDPM accepts).
     """
     if n < 1 or length < 1 or channels < 1:
         raise ConfigError(
@@ -82,6 +85,7 @@ def sample_latents(
     step_generator = torch.Generator(device=device)
     step_generator.manual_seed(noise_seed)
 
+    extra = {} if eta is None else {"eta": eta}
     eps = torch.empty_like(latents)  # (n, T, C)
     for index, timestep in enumerate(timesteps):
         prev_timestep = timesteps[index + 1] if index + 1 < len(timesteps) else -1
@@ -92,7 +96,7 @@ def sample_latents(
                 # Writing into the float32 buffer undoes any autocast dtype.
                 eps[start : start + batch_size] = model(chunk, t_chunk)
         latents = scheduler.step(
-            eps, timestep, latents, prev_timestep=prev_timestep, generator=step_generator
+            eps, timestep, latents, prev_timestep=prev_timestep, generator=step_generator, **extra
         ).prev_sample  # (n, T, C)
         if on_step is not None:
             on_step(index + 1, len(timesteps))
