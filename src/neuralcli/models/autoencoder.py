@@ -28,6 +28,8 @@ from neuralcli.models.layers.fused import (
     NormS4Conv,
     instance_norm_stats,
     modulate,
+    to_channel_major,
+    to_channels_last,
 )
 from neuralcli.models.layers.s4d import S4D
 from neuralcli.models.pretrained import load_pretrained
@@ -93,6 +95,23 @@ class GroupedPointwise(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.dense_weight(), self.bias)
 
+    def from_channel_major(self, x: torch.Tensor) -> torch.Tensor:
+        """(in, B, T) -> (B, T, out); only the small (out, B·T) result is transposed."""
+        channels, batch, length = x.shape
+        y = torch.addmm(self.bias[:, None], self.dense_weight(), x.reshape(channels, -1))
+        return y.t().reshape(batch, length, -1)  # (B, T, out)
+
+
+def linear_to_channel_major(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Apply a linear map (nn.Linear or GroupedPointwise) to x (B, T, in) -> (out, B, T).
+
+    Reads x through a transposed view, so the (out, B·T) result needs no transpose copy.
+    """
+    batch, length, channels = x.shape
+    weight = layer.dense_weight() if isinstance(layer, GroupedPointwise) else layer.weight
+    y = torch.addmm(layer.bias[:, None], weight, x.reshape(-1, channels).t())  # (out, B·T)
+    return y.view(-1, batch, length)
+
 
 def modulated_instance_norm(
     x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor
@@ -122,19 +141,28 @@ class AEBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, T, C) float32 -> (B, T, C) float32."""
+        if self.s4.uses_toeplitz(x.shape[1]):
+            return to_channels_last(self.forward_channel_major(to_channel_major(x.float())))
         x = x.float()  # the residual stream stays fp32 under autocast
         shift_tm, scale_tm, shift_cm, scale_cm = self.modulation.unbind(0)  # (C,) each
-        if self.s4.uses_toeplitz(x.shape[1]):
-            y = NormS4Conv.apply(x, shift_tm, scale_tm, self.s4.taps(x.shape[1]))  # (B, T, C)
-            x = GeluResidual.apply(x, y, self.post_scale, self.post_bias)  # (B, T, C)
-            return NormMLPResidual.apply(
-                x, shift_cm, scale_cm, self.mlp_in.weight, None, self.mlp_out.weight, None, None
-            )  # (B, T, C)
         # Plain composition (long inputs, FFT convolution); same math as the fused path.
         h = self.s4(modulated_instance_norm(x, shift_tm, scale_tm))  # (B, T, C)
         x = x + torch.addcmul(self.post_bias, F.gelu(h), self.post_scale)  # (B, T, C)
         h = modulated_instance_norm(x, shift_cm, scale_cm)  # (B, T, C)
         return x + self.mlp_out(F.gelu(self.mlp_in(h))).float()  # (B, T, C)
+
+    def forward_channel_major(self, x: torch.Tensor) -> torch.Tensor:
+        """Fused path for Toeplitz lengths: x (C, B, T) -> (C, B, T), float32."""
+        x = x.float()  # the residual stream stays fp32 under autocast
+        rows = self.modulation[:, :, None, None]  # (4, C, 1, 1)
+        shift_tm, scale_tm, shift_cm, scale_cm = rows.unbind(0)  # (C, 1, 1) each
+        taps = self.s4.taps(x.shape[-1])  # (C, 2T-1)
+        y = NormS4Conv.apply(x, shift_tm, scale_tm, taps)  # (C, B, T)
+        post_scale, post_bias = self.post_scale[:, None, None], self.post_bias[:, None, None]
+        x = GeluResidual.apply(x, y, post_scale, post_bias)  # (C, B, T)
+        return NormMLPResidual.apply(
+            x, shift_cm, scale_cm, self.mlp_in.weight, None, self.mlp_out.weight, None, None
+        )  # (C, B, T)
 
 
 class SpikeAutoencoder(nn.Module):
@@ -164,6 +192,12 @@ class SpikeAutoencoder(nn.Module):
 
     def encode(self, spikes: torch.Tensor) -> torch.Tensor:
         """spikes (B, T, N) float -> latents (B, T, d) (pre-activation, LDNS §6)."""
+        if self.blocks[0].s4.uses_toeplitz(spikes.shape[1]):
+            # Channel-major inside the stack: no per-block layout copies (fused.py).
+            h = linear_to_channel_major(self.encoder_in, spikes)  # (C, B, T)
+            for block in self.blocks:
+                h = block.forward_channel_major(h)  # (C, B, T)
+            return self.bottleneck.from_channel_major(h)  # (B, T, d)
         h = self.encoder_in(spikes)  # (B, T, C)
         for block in self.blocks:
             h = block(h)  # (B, T, C)

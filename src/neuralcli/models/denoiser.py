@@ -19,11 +19,18 @@ from torch import nn
 
 from neuralcli.models.autoencoder import (
     GroupedPointwise,
+    linear_to_channel_major,
     modulated_instance_norm,
     pointwise_groups,
     ssm_parameter_groups,
 )
-from neuralcli.models.layers.fused import GeluResidual, NormMLPResidual, NormS4Conv
+from neuralcli.models.layers.fused import (
+    GeluResidual,
+    NormMLPResidual,
+    NormS4Conv,
+    to_channel_major,
+    to_channels_last,
+)
 from neuralcli.models.layers.s4d import S4D
 from neuralcli.models.pretrained import load_pretrained
 
@@ -114,28 +121,37 @@ class DenoiserBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         """x (B, T, C), embedding (B, E) -> (B, T, C)."""
+        if self.s4.uses_toeplitz(x.shape[1]):
+            x_cm = to_channel_major(x.float())  # (C, B, T)
+            return to_channels_last(self.forward_channel_major(x_cm, embedding))
         x = x.float()  # the residual stream stays fp32 under autocast
         mod = self.modulation(F.gelu(embedding)).float()[:, None, :]  # (B, 1, 6C)
         shift_tm, scale_tm, gate_tm, shift_cm, scale_cm, gate_cm = mod.chunk(6, dim=-1)
-        if self.s4.uses_toeplitz(x.shape[1]):
-            y = NormS4Conv.apply(x, shift_tm, scale_tm, self.s4.taps(x.shape[1]))  # (B, T, C)
-            x = GeluResidual.apply(x, y, gate_tm, None)  # (B, T, C)
-            return NormMLPResidual.apply(
-                x,
-                shift_cm,
-                scale_cm,
-                self.mlp_in.weight,
-                self.mlp_in.bias,
-                self.mlp_out.weight,
-                self.mlp_out.bias,
-                gate_cm,
-            )  # (B, T, C)
         # Plain composition (long inputs, FFT convolution); same math as the fused path.
         h = F.gelu(self.s4(modulated_instance_norm(x, shift_tm, scale_tm)))  # (B, T, C)
         x = torch.addcmul(x, gate_tm, h)  # (B, T, C)
         h = modulated_instance_norm(x, shift_cm, scale_cm)  # (B, T, C)
         h = self.mlp_out(F.gelu(self.mlp_in(h))).float()  # (B, T, C); act2 = Identity
         return torch.addcmul(x, gate_cm, h)  # (B, T, C)
+
+    def forward_channel_major(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """Fused path for Toeplitz lengths: x (C, B, T), embedding (B, E) -> (C, B, T)."""
+        x = x.float()  # the residual stream stays fp32 under autocast
+        # Contiguous rows: broadcasting a strided (C, B, 1) would give permuted outputs.
+        mod = self.modulation(F.gelu(embedding)).float().t().contiguous()[:, :, None]  # (6C, B, 1)
+        shift_tm, scale_tm, gate_tm, shift_cm, scale_cm, gate_cm = mod.chunk(6, dim=0)
+        y = NormS4Conv.apply(x, shift_tm, scale_tm, self.s4.taps(x.shape[-1]))  # (C, B, T)
+        x = GeluResidual.apply(x, y, gate_tm, None)  # (C, B, T)
+        return NormMLPResidual.apply(
+            x,
+            shift_cm,
+            scale_cm,
+            self.mlp_in.weight,
+            self.mlp_in.bias,
+            self.mlp_out.weight,
+            self.mlp_out.bias,
+            gate_cm,
+        )  # (C, B, T)
 
 
 class Denoiser(nn.Module):
@@ -184,6 +200,12 @@ class Denoiser(nn.Module):
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """x (B, T, d) noisy latents, timesteps (B,) int64 in [0, 999] -> ε̂ (B, T, d)."""
         embedding = self.time_embedding(timesteps.to(x.device))  # (B, C/4)
+        if self.blocks[0].s4.uses_toeplitz(x.shape[1]):
+            # Channel-major inside the stack: no per-block layout copies (fused.py).
+            h = linear_to_channel_major(self.conv_in, x)  # (C, B, T)
+            for block in self.blocks:
+                h = block.forward_channel_major(h, embedding)  # (C, B, T)
+            return self.conv_out.from_channel_major(h)  # (B, T, d)
         h = self.conv_in(x)  # (B, T, C)
         for block in self.blocks:
             h = block(h, embedding)  # (B, T, C)

@@ -1,0 +1,50 @@
+"""Channel-major fused stacks (Toeplitz lengths) match the channels-last plain composition."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from neuralcli.models.autoencoder import AutoencoderConfig, SpikeAutoencoder
+from neuralcli.models.denoiser import Denoiser, DenoiserConfig
+from neuralcli.models.layers.s4d import S4D
+
+
+def _value_and_grads(model: torch.nn.Module, run, weights: torch.Tensor):
+    model.zero_grad()
+    out = run()
+    (out * weights).sum().backward()
+    return out.detach().clone(), [p.grad.clone() for p in model.parameters()]
+
+
+def _compare(model: torch.nn.Module, run, shape, monkeypatch: pytest.MonkeyPatch) -> None:
+    weights = torch.randn(shape)
+    fused, fused_grads = _value_and_grads(model, run, weights)
+    monkeypatch.setattr(S4D, "direct_max_length", 0)  # every length takes the plain path
+    plain, plain_grads = _value_and_grads(model, run, weights)
+    torch.testing.assert_close(fused, plain, atol=1e-4, rtol=1e-4)
+    for got, want in zip(fused_grads, plain_grads, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_denoiser_channel_major_stack_matches_plain(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    model = Denoiser(config=DenoiserConfig(hidden_channels=16, num_blocks=2, state_size=8))
+    with torch.no_grad():
+        for block in model.blocks:  # leave adaLN-Zero so that every path carries signal
+            block.modulation.weight.normal_(std=0.3)
+            block.modulation.bias.normal_(std=0.3)
+    x = torch.randn(3, 20, 8)  # (B, T, d)
+    timesteps = torch.randint(0, 1000, (3,))
+    _compare(model, lambda: model(x, timesteps), (3, 20, 8), monkeypatch)
+
+
+def test_autoencoder_channel_major_stack_matches_plain(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    config = AutoencoderConfig(n_neurons=12, hidden_channels=16, num_blocks=2, state_size=8)
+    model = SpikeAutoencoder(config=config)
+    with torch.no_grad():
+        for block in model.blocks:
+            block.modulation.normal_(std=0.3)
+    spikes = torch.poisson(torch.full((3, 20, 12), 0.5))  # (B, T, N)
+    _compare(model, lambda: model(spikes).rates, (3, 20, 12), monkeypatch)
