@@ -24,6 +24,7 @@ from rich.progress import (
 from rich.table import Table
 
 from neuralcli.errors import NeuralCliError
+from neuralcli.runtime.checkpoint import json_default
 from neuralcli.runtime.home import resolve_home
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -148,20 +149,10 @@ def _short(value: Any) -> str:
 def emit(payload: dict[str, Any], table: Table | None = None) -> None:
     """Print the command's result: one JSON object with --json, else the rich table."""
     if options().json:
-        sys.stdout.write(json.dumps(payload, default=_json_default) + "\n")
+        sys.stdout.write(json.dumps(payload, default=json_default) + "\n")
         sys.stdout.flush()
     elif table is not None:
         stdout.print(table)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item"):
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
 def key_value_table(title: str, rows: dict[str, Any]) -> Table:

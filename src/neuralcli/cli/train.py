@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
@@ -40,7 +41,24 @@ ResumeOption = Annotated[
 ]
 
 
-def _summary(result: TrainRunResult, title: str) -> None:
+def _train(
+    stage: str,
+    run: Callable[..., TrainRunResult],
+    config: Any,
+    *,
+    resume: bool,
+    device: str | None,
+    precision: str | None,
+    seed: int | None,
+    compile: bool | None,
+) -> None:
+    """Resolve the runtime, run one training pipeline with progress bars, print its summary."""
+    runtime = make_runtime(device, precision, seed, compile)
+    describe_setup(config, runtime)
+    with RichReporter() as reporter:
+        result = run(
+            config, home=options().home_path, runtime=runtime, resume=resume, reporter=reporter
+        )
     train = result.train
     payload = {
         "run_dir": str(result.run_dir),
@@ -51,7 +69,7 @@ def _summary(result: TrainRunResult, title: str) -> None:
         "samples_per_s": train.samples_per_s,
         "seconds": train.seconds,
     }
-    emit(payload, key_value_table(title, payload))
+    emit(payload, key_value_table(f"train {stage}: {config.name}", payload))
 
 
 @app.command("ae", epilog="Example: neuralcli train ae --preset lorenz --set training.lr=5e-4")
@@ -68,13 +86,16 @@ def train_ae(
 ) -> None:
     """Train the spike autoencoder (LDNS stage 1) on the preset's dataset."""
     config = stage_config(preset, "ae", set_, assign={"name": name})
-    runtime = make_runtime(device, precision, seed, compile)
-    describe_setup(config, runtime)
-    with RichReporter() as reporter:
-        result = train_autoencoder(
-            config, home=options().home_path, runtime=runtime, resume=resume, reporter=reporter
-        )
-    _summary(result, f"train ae: {config.name}")
+    _train(
+        "ae",
+        train_autoencoder,
+        config,
+        resume=resume,
+        device=device,
+        precision=precision,
+        seed=seed,
+        compile=compile,
+    )
 
 
 @app.command(
@@ -98,10 +119,13 @@ def train_diffusion_command(
 ) -> None:
     """Train the latent diffusion model (LDNS stage 2) on a trained autoencoder's latents."""
     config = stage_config(preset, "diffusion", set_, assign={"name": name, "ae": ae})
-    runtime = make_runtime(device, precision, seed, compile)
-    describe_setup(config, runtime)
-    with RichReporter() as reporter:
-        result = train_diffusion(
-            config, home=options().home_path, runtime=runtime, resume=resume, reporter=reporter
-        )
-    _summary(result, f"train diffusion: {config.name}")
+    _train(
+        "diffusion",
+        train_diffusion,
+        config,
+        resume=resume,
+        device=device,
+        precision=precision,
+        seed=seed,
+        compile=compile,
+    )

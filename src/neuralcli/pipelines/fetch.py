@@ -9,7 +9,6 @@ from neuralcli.data.lorenz_dataset import lorenz_dir, lorenz_settings_dict
 from neuralcli.data.registry import DatasetStatus, get_dataset, list_datasets
 from neuralcli.data.sources.lorenz import LorenzSettings
 from neuralcli.data.store import directory_size, settings_hash
-from neuralcli.errors import DataError
 from neuralcli.pipelines.data import ensure_lorenz
 from neuralcli.pipelines.progress import ProgressReporter, SilentReporter
 
@@ -45,8 +44,5 @@ def dataset_status(home: Path, name: str | None = None) -> list[DatasetStatus]:
     statuses = list_datasets(home)
     if name is None:
         return statuses
-    get_dataset(name)
-    chosen = [s for s in statuses if s.name == name]
-    if not chosen:
-        raise DataError(f"dataset {name!r} has no status")
-    return chosen
+    get_dataset(name)  # DataError naming the known datasets
+    return [status for status in statuses if status.name == name]

@@ -63,7 +63,7 @@ def save_model(
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     meta.update(extra or {})
-    atomic_write_text(run_dir / META_FILE, json.dumps(meta, indent=2, default=_json_default) + "\n")
+    atomic_write_text(run_dir / META_FILE, json.dumps(meta, indent=2, default=json_default) + "\n")
 
 
 def read_model_meta(run_dir: str | Path, *, expected_kind: str | None = None) -> dict[str, Any]:
@@ -140,17 +140,16 @@ def load_state(run_dir: str | Path) -> dict[str, Any]:
 
 def append_metrics(run_dir: str | Path, record: dict[str, Any]) -> None:
     with open(Path(run_dir) / METRICS_FILE, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record, default=_json_default) + "\n")
+        handle.write(json.dumps(record, default=json_default) + "\n")
 
 
 def write_json(path: str | Path, payload: Any) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(
-            json.dumps(payload, indent=2, default=_json_default) + "\n", encoding="utf-8"
-        )
+        tmp.write_text(json.dumps(payload, indent=2, default=json_default) + "\n", encoding="utf-8")
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """`json.dumps(default=...)` for numpy/torch scalars and arrays, paths, dataclasses."""
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
     if isinstance(value, np.ndarray):
