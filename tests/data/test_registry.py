@@ -9,6 +9,7 @@ from neuralcli.data.registry import (
     get_dataset,
     list_datasets,
     parse_dataset_ref,
+    parse_session_ref,
     resolve_variant,
 )
 from neuralcli.data.sources.lorenz import LorenzSettings
@@ -30,23 +31,37 @@ def _fake_variant(home, settings):
     return directory
 
 
-def test_only_lorenz_is_known_today():
-    assert list(DATASETS) == ["lorenz"]
+def test_known_datasets():
+    assert list(DATASETS) == ["lorenz", "makin", "flint", "synthetic-reach"]
     info = get_dataset("lorenz")
-    assert info.kind == "synthetic" and "2407.08751" in info.citation
-    with pytest.raises(DataError, match="known datasets: lorenz"):
+    assert info.kind == "synthetic" and info.layout == "trials" and "2407.08751" in info.citation
+    assert get_dataset("makin").layout == "paired" and "3854034" in get_dataset("makin").citation
+    with pytest.raises(DataError, match="known datasets: flint, lorenz, makin, synthetic-reach"):
         get_dataset("mc_maze_tiny")
 
 
+def _lorenz_status(home):
+    return next(s for s in list_datasets(home) if s.name == "lorenz")
+
+
+def test_parse_session_ref():
+    assert parse_session_ref("makin:20160622_01") == ("makin", "20160622_01")
+    assert parse_session_ref("flint") == ("flint", None)
+    with pytest.raises(DataError, match="names no session"):
+        parse_session_ref("flint:")
+    with pytest.raises(DataError, match="unknown dataset"):
+        parse_session_ref("makn:20160622_01")
+
+
 def test_empty_home(tmp_path):
-    (status,) = list_datasets(tmp_path)
+    status = _lorenz_status(tmp_path)
     assert status.name == "lorenz" and status.kind == "synthetic"
     assert not status.present and status.variants == [] and status.size_bytes == 0
 
 
 def test_prepared_variant_is_listed(tmp_path):
     prepare_lorenz(tmp_path, TINY, workers=1)
-    (status,) = list_datasets(tmp_path)
+    status = _lorenz_status(tmp_path)
     assert status.present
     (variant,) = status.variants
     assert variant.hash == lorenz_dir(tmp_path, TINY).name
@@ -58,7 +73,7 @@ def test_prepared_variant_is_listed(tmp_path):
 def test_corrupt_variant_is_reported_not_raised(tmp_path):
     directory = _fake_variant(tmp_path, {"dataset": "lorenz", "anything": 1})
     (directory / "lorenz.h5").write_bytes(b"broken")
-    (status,) = list_datasets(tmp_path)
+    status = _lorenz_status(tmp_path)
     (variant,) = status.variants
     assert not status.present and variant.n_trials is None
     assert "corrupt" in variant.problem
@@ -68,7 +83,7 @@ def test_edited_settings_are_reported_and_other_variants_still_listed(tmp_path):
     good = _fake_variant(tmp_path, {"dataset": "lorenz", "n_trials": 1})
     edited = _fake_variant(tmp_path, {"dataset": "lorenz", "n_trials": 2})
     (edited / "settings.yaml").write_text("dataset: lorenz\nn_trials: 3\n")
-    (status,) = list_datasets(tmp_path)
+    status = _lorenz_status(tmp_path)
     problems = {v.hash: v.problem for v in status.variants}
     assert problems[good.name] is None and status.present
     assert "does not match its folder name" in problems[edited.name]
@@ -79,7 +94,7 @@ def test_parse_dataset_ref():
     assert parse_dataset_ref("lorenz") == ("lorenz", None)
     with pytest.raises(DataError, match="valid splits: train, val, test"):
         parse_dataset_ref("lorenz:holdout")
-    with pytest.raises(DataError, match="known datasets: lorenz"):
+    with pytest.raises(DataError, match="known datasets: flint, lorenz"):
         parse_dataset_ref("nope:test")
 
 

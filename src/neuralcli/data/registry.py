@@ -1,8 +1,9 @@
 """The datasets neuralcli can produce today, and what of each is on disk.
 
 To add a dataset, add one `DatasetInfo` row to `DATASETS`: its name, kind, description,
-citation, a `prepare(home, *, on_progress, overwrite)` function and the settings dict of its
-default processed variant.
+citation, the settings dict of its default processed variant and what to run when it is
+missing. Trial datasets (Lorenz) hold trials split train/val/test; paired datasets (Makin,
+Flint, synthetic-reach) hold one file per session of 5 s segments.
 """
 
 from __future__ import annotations
@@ -13,7 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from neuralcli.data import lorenz_dataset
+from neuralcli.data import (
+    flint_dataset,
+    lorenz_dataset,
+    makin_dataset,
+    synthetic_reach_dataset,
+)
 from neuralcli.data.store import (
     SPLITS,
     ProcessedVariant,
@@ -32,10 +38,10 @@ from neuralcli.errors import DataError
 class DatasetInfo:
     name: str
     kind: str  # "synthetic" (generated locally) | "downloaded"
+    layout: str  # "trials" (one file, split trials) | "paired" (one file per session)
     description: str
     citation: str
     source: str  # where the data comes from: a URL, or how it is generated
-    prepare: Callable[..., Path]  # prepare(home, *, on_progress=None, overwrite=False) -> Path
     default_settings: Callable[[], dict[str, Any]]  # settings.yaml content of the default variant
     remedy: str  # what to run when it is missing or broken
 
@@ -44,6 +50,7 @@ DATASETS: dict[str, DatasetInfo] = {
     "lorenz": DatasetInfo(
         name="lorenz",
         kind="synthetic",
+        layout="trials",
         description=(
             "Lorenz attractor latents (3-d) read out by 128 Poisson neurons; "
             "5000 trials x 256 bins, split 3500/500/1000 (LDNS synthetic benchmark)"
@@ -53,9 +60,53 @@ DATASETS: dict[str, DatasetInfo] = {
             "NeurIPS 2024 (arXiv:2407.08751)"
         ),
         source="simulated locally (no download)",
-        prepare=lorenz_dataset.prepare_lorenz,
         default_settings=lorenz_dataset.lorenz_settings_dict,
         remedy=lorenz_dataset.REMEDY,
+    ),
+    "makin": DatasetInfo(
+        name="makin",
+        kind="downloaded",
+        layout="paired",
+        description=(
+            "Monkey I random-target reaching (O'Doherty, Makin, Sabes): sorted spikes, 96-channel "
+            "broadband -> 100 Hz LFP, cursor velocity; 30 sessions, 5 s segments"
+        ),
+        citation=(
+            "O'Doherty et al., Nonhuman Primate Reaching with Multichannel Sensorimotor Cortex "
+            "Electrophysiology, Zenodo 10.5281/zenodo.3854034 (+ one broadband record per session)"
+        ),
+        source="https://zenodo.org/records/3854034",
+        default_settings=makin_dataset.makin_settings_dict,
+        remedy=makin_dataset.REMEDY,
+    ),
+    "flint": DatasetInfo(
+        name="flint",
+        kind="downloaded",
+        layout="paired",
+        description=(
+            "Monkey C centre-out reaching (Flint et al. 2012, CRCNS DREAM): spikes, 95-channel "
+            "2 kHz LFP -> 100 Hz, hand velocity; 12 sessions e1_1..e5_2, 5 s segments"
+        ),
+        citation=(
+            "Flint et al., Accurate decoding of reaching movements from field potentials in the "
+            "absence of spikes, J Neural Eng 2012; data: CRCNS DREAM Flint_2012"
+        ),
+        source="https://portal.nersc.gov/project/crcns/download/dream/data_sets/Flint_2012",
+        default_settings=flint_dataset.flint_settings_dict,
+        remedy=flint_dataset.REMEDY,
+    ),
+    "synthetic-reach": DatasetInfo(
+        name="synthetic-reach",
+        kind="synthetic",
+        layout="paired",
+        description=(
+            "Simulated multi-session reaching: shared low-dimensional dynamics, Poisson spikes, "
+            "a weaker and noisier LFP, velocity readout; 5 s segments (distillation default)"
+        ),
+        citation="neuralcli (simulated; no publication)",
+        source="simulated locally (no download)",
+        default_settings=synthetic_reach_dataset.synthetic_reach_settings_dict,
+        remedy=synthetic_reach_dataset.REMEDY,
     ),
 }
 
@@ -179,3 +230,15 @@ def _variant_status(directory: Path, info: DatasetInfo, default_hash: str) -> Va
         is_default=directory.name == default_hash,
         problem=problem,
     )
+
+
+def parse_session_ref(ref: str) -> tuple[str, str | None]:
+    """'makin:20160622_01' -> ('makin', '20160622_01'); 'makin' -> ('makin', None).
+
+    DataError for an unknown dataset or an empty session name.
+    """
+    name, sep, session = ref.strip().partition(":")
+    get_dataset(name)
+    if sep and not session.strip():
+        raise DataError(f"{ref!r} names no session; use e.g. {name}:<session>, or just {name}")
+    return name, session.strip() or None

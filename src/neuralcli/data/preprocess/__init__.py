@@ -1,0 +1,1 @@
+"""Signal processing shared by the paired datasets: LFP filters, spike binning, kinematics."""

@@ -1,0 +1,1 @@
+"""Writers of tiny files in the exact published layouts, for tests and benchmarks."""
