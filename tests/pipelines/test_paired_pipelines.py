@@ -153,9 +153,7 @@ def test_flint_file_without_subject(tmp_path):
     savemat(path, {"Something": np.zeros(3)})
     with pytest.raises(DataError, match="Subject"):
         segment_flint(tmp_path, FlintSettings())
-    assert not (tmp_path / "processed").exists() or not list(
-        (tmp_path / "processed").rglob("*.h5")
-    )
+    assert not (tmp_path / "processed").exists() or not list((tmp_path / "processed").rglob("*.h5"))
 
 
 def test_synthetic_reach_and_info(tmp_path):
