@@ -171,3 +171,13 @@ def test_synthetic_reach_and_info(tmp_path):
         data_info(tmp_path, "synthetic-reach:s011")
     with pytest.raises(DataError, match="describes paired datasets"):
         data_info(tmp_path, "lorenz")
+
+
+def test_makin_sessions_in_parallel_workers(tmp_path):
+    sessions = ["20160622_01", "20160624_03"]
+    for session in sessions:
+        write_makin_raw(tmp_path, session, seconds=25.0)
+    settings = MakinSettings(lfp=FAST_LFP, min_rate_hz=0.0)
+    result = segment_makin(tmp_path, settings, max_memory_bytes=256 * 1024**2, workers=2)
+    assert [s.session for s in result.sessions] == sessions
+    assert all(s.status == "written" and s.path.is_file() for s in result.sessions)

@@ -103,6 +103,7 @@ def build_makin_recording(
             )
             channel_names = list(source.channel_names)
         lfp = interpolate_to_grid(stream.times, stream.lfp, grid)  # (n, C), §6.1 step 10
+        del stream  # the ~100 Hz output; the grid copy replaces it
     else:
         lfp = np.zeros((grid.shape[0], 0), dtype=np.float32)
         channel_names = []

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from neuralcli.data.paired import write_paired_session
-from neuralcli.data.preprocess.kinematics import zscore
 from neuralcli.data.recording import PairedRecording
 from neuralcli.data.segment import SegmentedSession, SegmentSettings, segment_recording
 from neuralcli.data.store import SETTINGS_FILE, processed_dir, write_settings
@@ -33,30 +32,57 @@ def normalise_and_segment(
     """Z-score LFP and velocity per column, then cut into segments with split labels.
 
     "session" uses the whole kept session's statistics, as the original pipeline does
-    (data-sources §10 quirk 6); "train" uses only the bins of train segments, so nothing of
-    the val/test segments leaks into the inputs. The segmentation (and Flint's outlier filter,
-    which looks at velocity) always runs on the session-z-scored streams so both modes keep
-    the same segments.
+    (data-sources §10 quirk 6); "train" then re-standardises with the statistics of the train
+    segments only, so nothing of the val/test segments leaks into the inputs. Both modes keep
+    the same segments: the segmentation (and Flint's outlier filter, which looks at velocity)
+    runs on the session-z-scored streams, and z-scoring is affine, so z-scoring the z-scored
+    train rows equals z-scoring the raw ones.
+
+    Consumes `raw`: its LFP and velocity are z-scored in place, so a long session is never
+    held twice at full size (peak memory of `data segment` must not grow with its length).
     """
     if zscore_statistics not in ZSCORE_STATISTICS:
         raise ValueError(
             f"zscore_statistics must be one of {ZSCORE_STATISTICS}, got {zscore_statistics!r}"
         )
-    session_z = raw._replace(lfp=zscore(raw.lfp), velocity=zscore(raw.velocity))
-    session_z.check()
-    segmented = segment_recording(session_z, segment)
-    if zscore_statistics == "session":
-        return segmented
-    length = segmented.lfp.shape[1]
-    starts = segmented.segments["start_bin"].astype(np.int64)
-    train = segmented.segments["split"] == "train"
-    rows = (
-        np.concatenate([np.arange(s, s + length) for s in starts[train]]) if train.any() else None
-    )
-    lfp = zscore(raw.lfp, rows=rows)  # (n_bins, C)
-    velocity = zscore(raw.velocity, rows=rows)  # (n_bins, 2)
-    windows = starts[:, None] + np.arange(length)[None, :]  # (n_seg, L)
-    return segmented._replace(lfp=lfp[windows], velocity=velocity[windows])
+    raw.check()
+    for values in (raw.lfp, raw.velocity):
+        zscore_in_place(values)
+    segmented = segment_recording(raw, segment)
+    if zscore_statistics == "train":
+        train = np.flatnonzero(segmented.segments["split"] == "train")
+        for values in (segmented.lfp, segmented.velocity):
+            flat = values.reshape(-1, values.shape[-1])  # (n_seg * L, C), a view
+            length = values.shape[1]
+            rows = (train[:, None] * length + np.arange(length)[None, :]).ravel()
+            zscore_in_place(flat, rows=rows if rows.size else None)
+    return segmented
+
+
+def zscore_in_place(
+    values: np.ndarray, *, rows: np.ndarray | None = None, block_rows: int = 1 << 16
+) -> np.ndarray:
+    """Z-score the columns of float32 `values` (n, d) in place; returns `values`.
+
+    Statistics in float64 over `rows` (all rows when None), std 0 counts as 1 (as
+    `preprocess.kinematics.zscore`, whose result this equals), computed and applied in blocks
+    of rows so the float64 temporaries stay small whatever n is.
+    """
+    if values.dtype != np.float32 or values.ndim != 2:
+        raise ValueError(f"expected a 2-d float32 array, got {values.dtype} {values.shape}")
+    index = np.arange(values.shape[0]) if rows is None else np.asarray(rows)
+    if index.size == 0 or values.shape[1] == 0:
+        return values
+    blocks = [index[i : i + block_rows] for i in range(0, index.size, block_rows)]
+    total = sum(values[b].sum(axis=0, dtype=np.float64) for b in blocks)
+    mean = total / index.size  # (d,)
+    squares = sum(((values[b] - mean) ** 2).sum(axis=0) for b in blocks)
+    std = np.sqrt(squares / index.size)
+    std[std == 0] = 1.0
+    for start in range(0, values.shape[0], block_rows):
+        block = values[start : start + block_rows]
+        block[...] = (block - mean) / std
+    return values
 
 
 def session_file(directory: str | os.PathLike, session: str) -> Path:

@@ -222,6 +222,7 @@ def _segment_makin_session(
     segmented = normalise_and_segment(
         recording, settings.segment, zscore_statistics=settings.zscore_statistics
     )
+    del recording  # the continuous streams; only the segments are written
     path = store_session(
         home,
         "makin",

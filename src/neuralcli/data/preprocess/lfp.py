@@ -81,6 +81,8 @@ _PASS2_COPIES = 6
 _PASS2_GROUP_ELEMENTS = 1 << 22
 # Shortest signal (after decimation) that the filters' edge padding can handle.
 _MIN_SAMPLES = 64
+# Rows interpolated at a time onto the kinematics grid (float64 temporaries of ~25 MB at 96 ch).
+_INTERPOLATION_BLOCK_ROWS = 1 << 15
 # Flint: channels are filtered in groups of about this many samples.
 _FLINT_GROUP_ELEMENTS = 1 << 23
 
@@ -427,11 +429,18 @@ def interpolate_to_grid(times: np.ndarray, values: np.ndarray, grid: np.ndarray)
     if not np.all(np.diff(times) > 0):
         raise DataError("interpolation times must be strictly increasing; the LFP clock is broken")
     index = np.clip(np.searchsorted(times, grid, side="right") - 1, 0, times.size - 2)  # (m,)
-    left, right = times[index], times[index + 1]
-    weight = ((grid - left) / (right - left))[:, None]  # (m, 1)
-    lower = np.asarray(values[index], dtype=np.float64)  # (m, C)
-    upper = np.asarray(values[index + 1], dtype=np.float64)
-    return (lower + weight * (upper - lower)).astype(np.float32)
+    out = np.empty((grid.size, *np.shape(values)[1:]), dtype=np.float32)  # (m, C)
+    # Blocks of rows keep the float64 temporaries small whatever the session length.
+    for start in range(0, grid.size, _INTERPOLATION_BLOCK_ROWS):
+        rows = index[start : start + _INTERPOLATION_BLOCK_ROWS]
+        left, right = times[rows], times[rows + 1]
+        weight = (grid[start : start + rows.size] - left) / (right - left)  # (b,)
+        lower = np.asarray(values[rows], dtype=np.float64)  # (b, C)
+        upper = np.asarray(values[rows + 1], dtype=np.float64)
+        out[start : start + rows.size] = lower + weight.reshape(-1, *[1] * (lower.ndim - 1)) * (
+            upper - lower
+        )
+    return out
 
 
 def zscore_columns(values: np.ndarray) -> np.ndarray:
