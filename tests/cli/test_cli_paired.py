@@ -106,9 +106,9 @@ def fake_zenodo(httpserver, tmp_path, monkeypatch):
             ],
         }
         httpserver.expect_request(f"/api/records/{record_id}").respond_with_json(listing)
-        httpserver.expect_request(f"/api/records/{record_id}/files/{key}/content").respond_with_data(
-            body
-        )
+        httpserver.expect_request(
+            f"/api/records/{record_id}/files/{key}/content"
+        ).respond_with_data(body)
     monkeypatch.setenv(ZENODO_URL_ENV, httpserver.url_for("/").rstrip("/"))
     return httpserver
 
