@@ -364,7 +364,12 @@ def test_ensure_free_space_on_missing_directory(
 def test_manifest_verification_uses_size_on_disk(tmp_path: Path) -> None:
     (tmp_path / "f.bin").write_bytes(PAYLOAD)
     record_manifest(
-        tmp_path, "f.bin", url="http://x/f.bin", size=len(PAYLOAD), md5=PAYLOAD_MD5, source="s"
+        tmp_path,
+        "f.bin",
+        url="http://127.0.0.1/f.bin",
+        size=len(PAYLOAD),
+        md5=PAYLOAD_MD5,
+        source="s",
     )
 
     assert json.loads((tmp_path / "MANIFEST.json").read_text())["f.bin"]["size"] == len(PAYLOAD)

@@ -13,6 +13,7 @@ from neuralcli.data import download
 from neuralcli.data.download import read_manifest
 from neuralcli.data.sources import flint_remote
 from neuralcli.data.sources.flint_remote import (
+    CRCNS_DATASET_PAGE,
     FLINT_FILES,
     FLINT_SESSIONS,
     MATLAB5_MAGIC,
@@ -129,7 +130,7 @@ def test_import_without_files_names_what_to_get(tmp_path: Path) -> None:
 
     message = str(info.value)
     assert all(name in message for name in FLINT_FILES)
-    assert "crcns.org" in message and "Flint_2012" in message
+    assert CRCNS_DATASET_PAGE in message and "Flint_2012" in message
 
 
 def test_guest_fetch_refused_without_accepting_terms(httpserver, tmp_path: Path) -> None:

@@ -7,7 +7,12 @@ import socket
 import pytest
 
 from neuralcli.data import download
-from neuralcli.data.sources.zenodo import RemoteFile, get_record, zenodo_base_url
+from neuralcli.data.sources.zenodo import (
+    DEFAULT_ZENODO_URL,
+    RemoteFile,
+    get_record,
+    zenodo_base_url,
+)
 from neuralcli.errors import DataError
 
 MD5 = "0123456789abcdef0123456789abcdef"
@@ -111,6 +116,6 @@ def test_unreachable_server(sleeps: list[float]) -> None:
 
 def test_base_url_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NEURALCLI_ZENODO_URL", raising=False)
-    assert zenodo_base_url() == "https://zenodo.org"
-    monkeypatch.setenv("NEURALCLI_ZENODO_URL", "http://mirror.example/zenodo/")
-    assert zenodo_base_url() == "http://mirror.example/zenodo"
+    assert zenodo_base_url() == DEFAULT_ZENODO_URL
+    monkeypatch.setenv("NEURALCLI_ZENODO_URL", "http://127.0.0.1:8000/zenodo/")
+    assert zenodo_base_url() == "http://127.0.0.1:8000/zenodo"
