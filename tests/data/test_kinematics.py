@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neuralcli.data.preprocess.kinematics import flint_velocity, makin_velocity, zscore
+from neuralcli.data.preprocess.kinematics import (
+    flint_velocity,
+    makin_velocity,
+    zscore,
+    zscore_in_place,
+)
 
 K = 2500  # 10 s at 250 Hz
 
@@ -95,3 +100,29 @@ def test_zscore_whole_session_and_train_rows() -> None:
     mask = np.zeros(200, dtype=bool)
     mask[:100] = True
     np.testing.assert_array_equal(zscore(values, rows=mask), train_only)
+
+
+def test_zscore_in_place_equals_the_float64_recipe():
+    rng = np.random.default_rng(0)
+    values = (rng.normal(3.0, 2.0, size=(1000, 5)) * [1, 10, 100, 0, 1]).astype(np.float32)
+
+    def recipe(reference: np.ndarray) -> np.ndarray:
+        mean = reference.astype(np.float64).mean(axis=0)
+        std = reference.astype(np.float64).std(axis=0)
+        std[std == 0] = 1.0
+        return ((values - mean) / std).astype(np.float32)
+
+    out = zscore_in_place(values.copy(), block_rows=64)
+    np.testing.assert_allclose(out, recipe(values), rtol=1e-6, atol=1e-6)
+    rows = np.arange(0, 1000, 3)
+    np.testing.assert_allclose(
+        zscore_in_place(values.copy(), rows=rows, block_rows=50),
+        recipe(values[rows]),
+        rtol=1e-6,
+        atol=1e-6,
+    )
+
+
+def test_zscore_in_place_refuses_other_dtypes():
+    with pytest.raises(ValueError, match="float32"):
+        zscore_in_place(np.zeros((3, 2)))

@@ -17,12 +17,12 @@ from neuralcli.data.preprocess.filters import (
     notch_harmonics_sos,
     resample_fir,
 )
+from neuralcli.data.preprocess.kinematics import zscore
 from neuralcli.data.preprocess.lfp import (
     LfpSettings,
     extract_broadband_lfp,
     flint_lfp,
     interpolate_to_grid,
-    zscore_columns,
 )
 from neuralcli.errors import ConfigError, DataError
 
@@ -213,9 +213,9 @@ def test_interpolate_to_grid_extrapolates_linearly():
     np.testing.assert_allclose(out, np.stack([3.0 * grid - 1.0, -2.0 * grid], 1), atol=1e-6)
 
 
-def test_zscore_columns_constant_column():
+def test_zscore_constant_column():
     values = np.array([[1.0, 5.0], [2.0, 5.0], [3.0, 5.0], [6.0, 5.0]])
-    out = zscore_columns(values)
+    out = zscore(values)
     assert out.dtype == np.float32
     np.testing.assert_allclose(out.mean(axis=0), 0.0, atol=1e-6)
     np.testing.assert_allclose(out[:, 0].std(), 1.0, rtol=1e-6)

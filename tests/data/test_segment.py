@@ -6,12 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neuralcli.data.preprocess.kinematics import zscore
 from neuralcli.data.recording import PairedRecording
 from neuralcli.data.segment import (
     SegmentSettings,
     segment_recording,
-    split_bin_mask,
     split_labels,
     velocity_outliers,
 )
@@ -154,23 +152,3 @@ def test_short_recording_gives_no_segments_and_wrong_grid_is_refused() -> None:
     assert out.remainder_bins == 150
     with pytest.raises(ValueError, match="grid spacing"):
         segment_recording(_recording(3000, bin_seconds=0.02), SegmentSettings())
-
-
-def test_train_only_statistics_keep_the_segment_table() -> None:
-    settings = SegmentSettings(parent_seconds=1.0, segment_seconds=0.5, velocity_outlier_iqr=1.5)
-    raw = _recording(3000, seed=4)
-    raw_velocity = raw.velocity * np.array([5.0, 0.2], dtype=np.float32) + 3.0
-    raw_velocity[1200:1300] *= 30
-    whole = zscore(raw_velocity)
-    first = segment_recording(raw._replace(velocity=whole), settings)
-    assert first.outliers_dropped >= 1
-    mask = split_bin_mask(first, raw.n_bins, "train")
-    assert mask.sum() == np.sum(first.segments["split"] == "train") * 50
-    assert not mask[first.segments["start_bin"][first.segments["split"] == "test"]].any()
-    train_only = raw._replace(velocity=zscore(raw_velocity, rows=mask))
-    second = segment_recording(train_only, settings, outlier_velocity=whole)
-    for name, column in first.segments.items():
-        np.testing.assert_array_equal(second.segments[name], column)
-    train = second.velocity[second.segments["split"] == "train"].reshape(-1, 2)
-    np.testing.assert_allclose(train.mean(axis=0), 0, atol=1e-5)
-    np.testing.assert_allclose(train.std(axis=0), 1, atol=1e-4)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from neuralcli.data.paired import write_paired_session
+from neuralcli.data.preprocess.kinematics import zscore_in_place
 from neuralcli.data.recording import PairedRecording
 from neuralcli.data.segment import SegmentedSession, SegmentSettings, segment_recording
 from neuralcli.data.store import SETTINGS_FILE, processed_dir, write_settings
@@ -57,32 +58,6 @@ def normalise_and_segment(
             rows = (train[:, None] * length + np.arange(length)[None, :]).ravel()
             zscore_in_place(flat, rows=rows if rows.size else None)
     return segmented
-
-
-def zscore_in_place(
-    values: np.ndarray, *, rows: np.ndarray | None = None, block_rows: int = 1 << 16
-) -> np.ndarray:
-    """Z-score the columns of float32 `values` (n, d) in place; returns `values`.
-
-    Statistics in float64 over `rows` (all rows when None), std 0 counts as 1 (as
-    `preprocess.kinematics.zscore`, whose result this equals), computed and applied in blocks
-    of rows so the float64 temporaries stay small whatever n is.
-    """
-    if values.dtype != np.float32 or values.ndim != 2:
-        raise ValueError(f"expected a 2-d float32 array, got {values.dtype} {values.shape}")
-    index = np.arange(values.shape[0]) if rows is None else np.asarray(rows)
-    if index.size == 0 or values.shape[1] == 0:
-        return values
-    blocks = [index[i : i + block_rows] for i in range(0, index.size, block_rows)]
-    total = sum(values[b].sum(axis=0, dtype=np.float64) for b in blocks)
-    mean = total / index.size  # (d,)
-    squares = sum(((values[b] - mean) ** 2).sum(axis=0) for b in blocks)
-    std = np.sqrt(squares / index.size)
-    std[std == 0] = 1.0
-    for start in range(0, values.shape[0], block_rows):
-        block = values[start : start + block_rows]
-        block[...] = (block - mean) / std
-    return values
 
 
 def session_file(directory: str | os.PathLike, session: str) -> Path:

@@ -136,32 +136,17 @@ def velocity_outliers(velocity_segments: np.ndarray, iqr: float) -> np.ndarray:
     return spread > q3 + iqr * (q3 - q1)
 
 
-def segment_recording(
-    recording: PairedRecording,
-    settings: SegmentSettings,
-    *,
-    outlier_velocity: np.ndarray | None = None,
-) -> SegmentedSession:
+def segment_recording(recording: PairedRecording, settings: SegmentSettings) -> SegmentedSession:
     """Cut a session into `settings.segment_seconds` segments with inherited parent splits.
 
     Returns arrays (n_segments, L, ·) with L = segment_seconds / bin_seconds and the segment
     table described on `SegmentedSession`. A recording shorter than one parent gives zero rows.
 
-    The velocity outlier filter sees `outlier_velocity` (n_bins, 2), by default the recording's
-    own velocity, which the original has z-scored over the whole session by then. For
-    train-only statistics (quirk 6): segment once with whole-session z-scores, take
-    `split_bin_mask(...)`, z-score the raw streams with `rows=` that mask, and segment the
-    new recording with `outlier_velocity=` the whole-session z-scored velocity: the segment
-    table is then the same as the first pass.
+    The velocity outlier filter sees the recording's velocity, which the original has z-scored
+    over the whole session by then (train-only statistics: see
+    `paired_processing.normalise_and_segment`).
     """
     recording.check()
-    if outlier_velocity is None:
-        outlier_velocity = recording.velocity
-    elif outlier_velocity.shape != recording.velocity.shape:
-        raise ValueError(
-            f"outlier_velocity {outlier_velocity.shape} must match velocity "
-            f"{recording.velocity.shape}"
-        )
     nominal = settings.bin_seconds
     if abs(recording.bin_seconds - nominal) > _BIN_TOLERANCE * nominal:
         raise ValueError(
@@ -176,7 +161,7 @@ def segment_recording(
     if settings.velocity_outlier_iqr is None:
         kept = np.arange(parents_total)
     else:
-        velocity = outlier_velocity[:used].reshape(parents_total, parent_bins, 2)
+        velocity = recording.velocity[:used].reshape(parents_total, parent_bins, 2)
         kept = np.flatnonzero(~velocity_outliers(velocity, settings.velocity_outlier_iqr))
     n_parents = kept.size
     parent_split = split_labels(
@@ -220,19 +205,6 @@ def segment_recording(
         outliers_dropped=int(parents_total - n_parents),
         remainder_bins=int(recording.n_bins - used),
     )
-
-
-def split_bin_mask(segmented: SegmentedSession, n_bins: int, split: str = "train") -> np.ndarray:
-    """Bins of the recording's grid covered by the segments of `split`: bool (n_bins,).
-
-    The rows to pass to `zscore(..., rows=)` for train-only statistics (quirk 6).
-    """
-    segment_bins = segmented.settings.segment_bins
-    starts = segmented.segments["start_bin"][segmented.segments["split"] == split]
-    mask = np.zeros(n_bins, dtype=bool)
-    covered = (starts[:, None] + np.arange(segment_bins)).ravel()  # (n_split · L,)
-    mask[covered[covered < n_bins]] = True
-    return mask
 
 
 def _check_ratios(val_ratio: float, test_ratio: float) -> None:

@@ -110,13 +110,39 @@ def zscore(values: np.ndarray, *, rows: np.ndarray | None = None) -> np.ndarray:
 
     values: (n, d) or (n,). `rows` (indices or a boolean mask) picks the rows whose mean and
     std are used; None uses every row, which reproduces the original whole-session statistics
-    (quirk 6). Statistics in float64 (population std); returns float32 of values' shape.
+    (quirk 6). Statistics in float64 (population std); returns a new float32 array.
     """
     values = np.asarray(values)
-    reference = values if rows is None else values[rows]
-    if reference.shape[0] == 0:
+    out = values.astype(np.float32)  # a copy
+    if rows is not None and np.asarray(rows).dtype == bool:
+        rows = np.flatnonzero(rows)
+    if rows is not None and np.size(rows) == 0:
         raise ValueError("no rows to take z-score statistics from")
-    mean = reference.mean(axis=0, dtype=np.float64)
-    std = reference.std(axis=0, dtype=np.float64)
-    std = np.where(std == 0, 1.0, std)
-    return ((values - mean) / std).astype(np.float32)
+    zscore_in_place(out.reshape(len(out), -1), rows=rows)
+    return out
+
+
+def zscore_in_place(
+    values: np.ndarray, *, rows: np.ndarray | None = None, block_rows: int = 1 << 16
+) -> np.ndarray:
+    """Z-score the columns of float32 `values` (n, d) in place; returns `values`.
+
+    Statistics in float64 over `rows` (indices; all rows when None), a std of 0 counts as 1;
+    computed and applied in blocks of rows, so the float64 temporaries stay small whatever n
+    is (a long session is never copied at full size).
+    """
+    if values.dtype != np.float32 or values.ndim != 2:
+        raise ValueError(f"expected a 2-d float32 array, got {values.dtype} {values.shape}")
+    index = np.arange(values.shape[0]) if rows is None else np.asarray(rows)
+    if index.size == 0 or values.shape[1] == 0:
+        return values
+    blocks = [index[i : i + block_rows] for i in range(0, index.size, block_rows)]
+    total = sum(values[b].sum(axis=0, dtype=np.float64) for b in blocks)
+    mean = total / index.size  # (d,)
+    squares = sum(((values[b] - mean) ** 2).sum(axis=0) for b in blocks)
+    std = np.sqrt(squares / index.size)
+    std[std == 0] = 1.0
+    for start in range(0, values.shape[0], block_rows):
+        block = values[start : start + block_rows]
+        block[...] = (block - mean) / std
+    return values

@@ -443,18 +443,6 @@ def interpolate_to_grid(times: np.ndarray, values: np.ndarray, grid: np.ndarray)
     return out
 
 
-def zscore_columns(values: np.ndarray) -> np.ndarray:
-    """Per-column z-score over all rows (ddof 0), a std of 0 counting as 1; (T, C) float32.
-
-    data-sources §6.1 step 11 / §6.2 step 6: whole-session statistics (§10 quirk 6).
-    """
-    values = np.asarray(values, dtype=np.float64)
-    mean = values.mean(axis=0)
-    std = values.std(axis=0)
-    std[std == 0] = 1.0
-    return ((values - mean) / std).astype(np.float32)
-
-
 def flint_lfp(
     lfp: np.ndarray, *, sampling_rate: float = 2000.0, n_out: int, settings: LfpSettings
 ) -> np.ndarray:
