@@ -14,7 +14,7 @@ from neuralcli.data.download import read_manifest
 from neuralcli.data.sources import flint_remote
 from neuralcli.data.sources.flint_remote import (
     CRCNS_DATASET_PAGE,
-    FLINT_FILES,
+    FLINT_FILE_SIZES,
     FLINT_SESSIONS,
     MATLAB5_MAGIC,
     fetch_flint_guest,
@@ -42,7 +42,7 @@ def source_dir(tmp_path: Path) -> Path:
 
 
 def test_tables() -> None:
-    assert sum(FLINT_FILES.values()) == 3_487_279_406
+    assert sum(FLINT_FILE_SIZES.values()) == 3_487_279_406
     assert list(FLINT_SESSIONS) == [
         "e1_1",
         "e2_1",
@@ -129,7 +129,7 @@ def test_import_without_files_names_what_to_get(tmp_path: Path) -> None:
         import_flint(tmp_path / "home", empty)
 
     message = str(info.value)
-    assert all(name in message for name in FLINT_FILES)
+    assert all(name in message for name in FLINT_FILE_SIZES)
     assert CRCNS_DATASET_PAGE in message and "Flint_2012" in message
 
 
@@ -220,7 +220,7 @@ def test_guest_fetch_dry_run_makes_no_request(
     outcomes = fetch_flint_guest(tmp_path, accept_terms=True, dry_run=True)
 
     assert [(o.relative, o.size, o.status) for o in outcomes] == [
-        (name, size, "planned") for name, size in FLINT_FILES.items()
+        (name, size, "planned") for name, size in FLINT_FILE_SIZES.items()
     ]
     assert httpserver.log == [] and list(tmp_path.iterdir()) == []
     assert flint_remote.crcns_base_url() == httpserver.url_for("/crcns/Flint_2012")

@@ -17,13 +17,15 @@ import numpy as np
 
 from neuralcli.data.paired import read_paired_summary
 from neuralcli.data.registry import get_dataset, parse_session_ref, resolve_variant
-from neuralcli.data.sources.flint_remote import FLINT_SESSIONS
-from neuralcli.data.sources.makin_remote import MAKIN_SESSIONS
+from neuralcli.data.sources.flint_remote import check_flint_sessions
+from neuralcli.data.sources.makin_remote import check_sessions
 from neuralcli.data.store import ProcessedVariant, find_processed, open_session, settings_hash
 from neuralcli.errors import DataError
 from neuralcli.evaluation.decoding import decode_splits, smooth_counts
 
 SPIKE_SMOOTHING_BINS = 5.0  # Gaussian sigma for spike features: 50 ms at 10 ms bins
+# Datasets with a fixed list of sessions: name -> validator returning canonical names.
+_CATALOGUES = {"makin": check_sessions, "flint": check_flint_sessions}
 
 
 @dataclass
@@ -63,7 +65,9 @@ def data_info(home: str | os.PathLike, ref: str, *, decoding: bool = True) -> li
 
 def _find_session(home: Path, dataset: str, session: str) -> tuple[ProcessedVariant, Path]:
     """The session's file: in the default-settings variant if there, else the newest one."""
-    session = session.removeprefix("MonkeyI_").removeprefix("MonkeyC_").removeprefix("indy_")
+    catalogue = _CATALOGUES.get(dataset)
+    if catalogue is not None:
+        (session,) = catalogue([session])  # canonical name; DataError with suggestions
     info = get_dataset(dataset)
     variants = find_processed(home, dataset, remedy=info.remedy)
     default_hash = settings_hash(info.default_settings())
@@ -72,23 +76,17 @@ def _find_session(home: Path, dataset: str, session: str) -> tuple[ProcessedVari
         holding.sort(key=lambda v: (v.hash != default_hash, -_mtime(v, session)))
         variant = holding[0]
         return variant, next(p for p in variant.files if p.stem == session)
-    known = _known_sessions(dataset, variants)
-    if session in known:
+    if catalogue is not None:
         raise DataError(
             f"{dataset} session {session} is not segmented under {home}; run "
             f"`neuralcli data segment {dataset} --sessions {session}` first"
         )
-    close = difflib.get_close_matches(session, known, n=3, cutoff=0.5)
-    hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(known) or 'none'}"
+    present = sorted({p.stem for v in variants for p in v.files})
+    close = difflib.get_close_matches(session, present, n=3, cutoff=0.5)
+    hint = (
+        f"did you mean {', '.join(close)}?" if close else f"present: {', '.join(present) or 'none'}"
+    )
     raise DataError(f"unknown {dataset} session {session!r}; {hint}")
-
-
-def _known_sessions(dataset: str, variants: list[ProcessedVariant]) -> list[str]:
-    if dataset == "makin":
-        return list(MAKIN_SESSIONS)
-    if dataset == "flint":
-        return list(FLINT_SESSIONS)
-    return sorted({p.stem for v in variants for p in v.files})
 
 
 def _mtime(variant: ProcessedVariant, session: str) -> float:

@@ -6,7 +6,6 @@ atomically, so an interrupted run keeps every finished session and the next run 
 
 from __future__ import annotations
 
-import difflib
 import os
 import shutil
 import tempfile
@@ -22,10 +21,15 @@ import numpy as np
 from neuralcli.data.flint_dataset import FlintSettings, build_flint_recording, flint_settings_dict
 from neuralcli.data.makin_dataset import MakinSettings, build_makin_recording, makin_settings_dict
 from neuralcli.data.paired import read_paired_summary
-from neuralcli.data.paired_processing import is_stored, normalise_and_segment, store_session
+from neuralcli.data.paired_processing import (
+    is_stored,
+    normalise_and_segment,
+    session_file,
+    store_session,
+)
 from neuralcli.data.segment import SegmentedSession, segment_recording
 from neuralcli.data.sources.flint import read_flint_file
-from neuralcli.data.sources.flint_remote import FLINT_SESSIONS, flint_dir
+from neuralcli.data.sources.flint_remote import FLINT_SESSIONS, check_flint_sessions, flint_dir
 from neuralcli.data.sources.makin_remote import MAKIN_SESSIONS, check_sessions, makin_raw_paths
 from neuralcli.data.sources.synthetic_reach import simulate_session
 from neuralcli.data.store import processed_dir, settings_hash
@@ -258,33 +262,28 @@ def _makin_sessions(home: Path, sessions: Sequence[str] | None, with_lfp: bool) 
 
 
 def _flint_sessions(home: Path, sessions: Sequence[str] | None) -> list[str]:
-    known = list(FLINT_SESSIONS)
+    """The requested sessions (validated), or every session whose file is present."""
     if sessions:
-        names = []
-        for raw_name in sessions:
-            name = raw_name.strip().removeprefix("MonkeyC_")
-            if name not in FLINT_SESSIONS:
-                close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-                hint = f"did you mean {', '.join(close)}? " if close else ""
-                raise DataError(
-                    f"unknown Flint session {raw_name!r}; {hint}valid sessions: {', '.join(known)}"
-                )
-            names.append(name)
+        names = check_flint_sessions(sessions)
     else:
-        names = [s for s in known if (flint_dir(home) / FLINT_SESSIONS[s].file).is_file()]
+        names = [name for name in FLINT_SESSIONS if _flint_file(home, name).is_file()]
         if not names:
             raise DataError(
                 f"no Flint files under {flint_dir(home)}; run `neuralcli data fetch flint "
                 "--from <folder with Flint_2012_e*.mat>` first"
             )
     for name in names:
-        path = flint_dir(home) / FLINT_SESSIONS[name].file
+        path = _flint_file(home, name)
         if not path.is_file():
             raise DataError(
                 f"{path} is missing (session {name}); run `neuralcli data fetch flint --from "
                 "<folder>` or `neuralcli data fetch flint --accept-terms` first"
             )
     return names
+
+
+def _flint_file(home: Path, session: str) -> Path:
+    return flint_dir(home) / FLINT_SESSIONS[session].file
 
 
 def _bar(reporter: ProgressReporter, session: str) -> Callable[[int, int], None]:
@@ -321,7 +320,7 @@ def _outcome(
 def _skipped(
     home: Path, dataset: str, settings_dict: dict[str, Any], session: str
 ) -> SessionOutcome:
-    path = processed_dir(home, dataset, settings_dict) / f"{session}.h5"
+    path = session_file(processed_dir(home, dataset, settings_dict), session)
     summary = read_paired_summary(path)
     return SessionOutcome(
         session=session,

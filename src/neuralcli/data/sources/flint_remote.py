@@ -13,6 +13,7 @@ the header are the whole verification.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import hashlib
 import os
 import shutil
@@ -35,6 +36,8 @@ from neuralcli.data.download import (
     is_verified,
     record_manifest,
 )
+from neuralcli.data.sources import flint
+from neuralcli.data.sources.flint import flint_file_name, split_session_key
 from neuralcli.errors import DataError
 from neuralcli.runtime.files import atomic_path
 
@@ -46,7 +49,7 @@ CRCNS_DATASET_PAGE = "https://crcns.org/data-sets/movements/dream"
 FLINT_REMOTE_DIR = "dream/data_sets/Flint_2012"
 
 # File -> bytes (§2; from a third-party listing, no checksums published).
-FLINT_FILES: dict[str, int] = {
+FLINT_FILE_SIZES: dict[str, int] = {
     "Flint_2012_e1.mat": 365_440_251,
     "Flint_2012_e2.mat": 580_620_783,
     "Flint_2012_e3.mat": 1_095_873_686,
@@ -65,14 +68,31 @@ class FlintSessionLocation(NamedTuple):
     subject_index: int  # 0-based index into the file's `Subject` struct array
 
 
-# Each `Subject` element is one recording session: e1:1, e2:2, e3:4, e4:3, e5:2 (§2).
-_SUBJECTS_PER_FILE = {"e1": 1, "e2": 2, "e3": 4, "e4": 3, "e5": 2}
-# Session key "eX_k" (k 1-based, as in `MonkeyC_eX_k`) -> where its data is.
+# Session key "eX_k" (k 1-based, as in `MonkeyC_eX_k`) -> where its data is (the key table
+# lives with the reader, data/sources/flint.py).
 FLINT_SESSIONS: dict[str, FlintSessionLocation] = {
-    f"{experiment}_{k + 1}": FlintSessionLocation(f"Flint_2012_{experiment}.mat", k)
-    for experiment, count in _SUBJECTS_PER_FILE.items()
-    for k in range(count)
+    key: FlintSessionLocation(flint_file_name(experiment), index)
+    for key in flint.FLINT_SESSIONS
+    for experiment, index in [split_session_key(key)]
 }
+
+
+def check_flint_sessions(names: Sequence[str]) -> list[str]:
+    """Canonical session keys ("e2_1") for `names` ("e2_1" or "MonkeyC_e2_1"), in order,
+    without repeats; DataError for an unknown one, naming the closest valid keys."""
+    sessions: list[str] = []
+    for name in names:
+        session = name.strip().removeprefix("MonkeyC_")
+        if session not in FLINT_SESSIONS:
+            close = difflib.get_close_matches(session, list(FLINT_SESSIONS), n=3, cutoff=0.5)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise DataError(
+                f"unknown Flint session {name!r}; {hint}valid sessions: {', '.join(FLINT_SESSIONS)}"
+            )
+        if session not in sessions:
+            sessions.append(session)
+    return sessions
+
 
 _COPY_CHUNK = 1 << 20
 
@@ -105,7 +125,7 @@ def import_flint(
     the bad ones, or the expected names and where to get them when none is found. Outcome
     status: "imported", or "skipped" when the manifest already vouches for the file.
     """
-    sizes = dict(FLINT_FILES if expected_sizes is None else expected_sizes)
+    sizes = dict(FLINT_FILE_SIZES if expected_sizes is None else expected_sizes)
     source_dir = Path(source_dir).expanduser()
     if not source_dir.is_dir():
         raise DataError(f"{source_dir} is not a folder; {_where_to_get(list(sizes))}")
@@ -214,7 +234,7 @@ def fetch_flint_guest(
             "the CRCNS terms must be accepted with --accept-terms to download as a guest, or "
             f"download the files yourself from {CRCNS_DATASET_PAGE} and import them"
         )
-    sizes = dict(FLINT_FILES if expected_sizes is None else expected_sizes)
+    sizes = dict(FLINT_FILE_SIZES if expected_sizes is None else expected_sizes)
     names = list(sizes) if files is None else list(files)
     unknown = [name for name in names if name not in sizes]
     if unknown:
