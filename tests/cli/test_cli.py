@@ -74,7 +74,17 @@ def trained(tmp_path_factory, tiny_preset_data):
 def test_help_lists_the_command_tree_with_examples():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("info", "demo", "data", "train", "sample", "evaluate"):
+    for command in (
+        "info",
+        "demo",
+        "data",
+        "train",
+        "sample",
+        "evaluate",
+        "distill",
+        "infer",
+        "decode",
+    ):
         assert command in result.output
     for path in (
         ["data", "fetch"],
@@ -83,8 +93,14 @@ def test_help_lists_the_command_tree_with_examples():
         ["data", "info"],
         ["train", "ae"],
         ["train", "diffusion"],
+        ["train", "teacher"],
+        ["train", "student"],
+        ["distill"],
+        ["infer"],
+        ["decode"],
         ["sample"],
         ["evaluate", "samples"],
+        ["evaluate", "decoding"],
         ["demo"],
         ["info"],
     ):

@@ -82,3 +82,15 @@ def test_dump_yaml_round_trips():
     config = build_config(Outer, {}, ["training.lr=0.5"])
     again = build_config(Outer, yaml.safe_load(dump_yaml(config)))
     assert again == config
+
+
+def test_a_partial_section_starts_from_the_fields_own_default_not_the_class_defaults():
+    from neuralcli.config.schemas import DiffusionRunConfig
+    from neuralcli.training.config import TrainingConfig
+
+    config = build_config(DiffusionRunConfig, {"training": {"epochs": 7}})
+    assert config.training.epochs == 7
+    stage_default = DiffusionRunConfig().training
+    assert config.training.ema is True and stage_default.ema is True
+    assert config.training.warmup_epochs == stage_default.warmup_epochs
+    assert config.training.warmup_epochs != TrainingConfig().warmup_epochs

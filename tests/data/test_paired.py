@@ -14,8 +14,10 @@ from neuralcli.data.paired import (
     PairedBatch,
     PairedBatchSource,
     PairedDataset,
+    PairedMemorySource,
     SessionBatchSampler,
     collate_paired,
+    paired_source,
     read_paired_summary,
     write_paired_session,
 )
@@ -175,6 +177,18 @@ def test_batch_source_serves_paired_batches(two_sessions) -> None:
     np.testing.assert_array_equal(batch.velocity[0].numpy(), b.velocity[50])
     np.testing.assert_array_equal(batch.lfp[1, :, :3].numpy(), a.lfp[3])
     source.dataset.close()
+
+
+def test_memory_source_serves_the_same_batches_as_the_lazy_one(two_sessions) -> None:
+    files, _ = two_sessions
+    lazy = PairedBatchSource(PairedDataset(files, split="train"))
+    memory = paired_source(PairedDataset(files, split="train"))
+    assert isinstance(memory, PairedMemorySource) and len(memory) == len(lazy)
+    indices = torch.tensor([len(lazy) - 1, 0, 7, 7])
+    for left, right in zip(lazy.batch(indices), memory.batch(indices), strict=True):
+        torch.testing.assert_close(left, right, rtol=0, atol=0)
+    assert isinstance(paired_source(lazy.dataset, memory_budget=1), PairedBatchSource)
+    lazy.dataset.close()
 
 
 def test_write_refuses_clashing_attrs_and_reader_refuses_other_files(tmp_path: Path) -> None:

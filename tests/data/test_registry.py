@@ -32,11 +32,13 @@ def _fake_variant(home, settings):
 
 
 def test_known_datasets():
-    assert list(DATASETS) == ["lorenz", "makin", "flint", "synthetic-reach"]
+    assert list(DATASETS) == ["lorenz", "makin", "flint", "mc_maze", "human", "synthetic-reach"]
     info = get_dataset("lorenz")
     assert info.kind == "synthetic" and info.layout == "trials" and "2407.08751" in info.citation
     assert get_dataset("makin").layout == "paired" and "3854034" in get_dataset("makin").citation
-    with pytest.raises(DataError, match="known datasets: flint, lorenz, makin, synthetic-reach"):
+    with pytest.raises(
+        DataError, match="known datasets: flint, human, lorenz, makin, mc_maze, synthetic-reach"
+    ):
         get_dataset("mc_maze_tiny")
 
 
@@ -94,7 +96,7 @@ def test_parse_dataset_ref():
     assert parse_dataset_ref("lorenz") == ("lorenz", None)
     with pytest.raises(DataError, match="valid splits: train, val, test"):
         parse_dataset_ref("lorenz:holdout")
-    with pytest.raises(DataError, match="known datasets: flint, lorenz"):
+    with pytest.raises(DataError, match="known datasets: flint, human, lorenz"):
         parse_dataset_ref("nope:test")
 
 

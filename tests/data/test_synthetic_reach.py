@@ -40,9 +40,27 @@ def test_shapes_dtypes_and_names(sessions):
         assert recording.unit_names[-1] == f"unit {n_units - 1:03d}"
 
 
-def test_sessions_differ_in_channel_and_unit_counts(sessions):
-    assert len({r.lfp.shape[1] for r in sessions}) > 1
+def test_sessions_share_the_array_but_not_the_units(sessions):
+    assert len({r.lfp.shape[1] for r in sessions}) == 1
     assert len({r.spikes.shape[1] for r in sessions}) > 1
+
+
+def test_loading_drift_sets_how_alike_the_sessions_lfp_loadings_are():
+    """With no drift two sessions share every LFP loading; with full drift they share none.
+
+    Measured through the channel-by-channel correlation structure of the LFP, which the
+    loadings set (the latents differ between sessions either way).
+    """
+
+    def similarity(drift: float) -> float:
+        settings = dataclasses.replace(SHORT, loading_drift=drift, lfp_noise_std=0.0)
+        a, b = (np.corrcoef(simulate_session(settings, i).lfp.T) for i in (0, 1))
+        upper = np.triu_indices_from(a, k=1)
+        return float(np.corrcoef(a[upper], b[upper])[0, 1])
+
+    fixed, partial, fresh = similarity(0.0), similarity(0.2), similarity(1.0)
+    assert fixed > partial > fresh
+    assert fixed > 0.9 and abs(fresh) < 0.3
 
 
 def test_same_settings_give_identical_arrays(sessions):

@@ -12,8 +12,11 @@ from rich.table import Table
 from neuralcli.cli.common import RichReporter, emit, handle_errors, key_value_table, options
 from neuralcli.config.build import build_config
 from neuralcli.data.flint_dataset import FlintSettings
+from neuralcli.data.human_dataset import HumanSettings
 from neuralcli.data.makin_dataset import MakinSettings
+from neuralcli.data.mc_maze_dataset import McMazeSettings
 from neuralcli.data.registry import DATASETS, get_dataset
+from neuralcli.data.sources.dandi import MC_MAZE_VARIANTS
 from neuralcli.data.sources.lorenz import LorenzSettings
 from neuralcli.data.synthetic_reach_dataset import SyntheticReachDatasetSettings
 from neuralcli.errors import ConfigError
@@ -26,6 +29,8 @@ from neuralcli.pipelines.fetch import (
     fetch_makin_files,
     raw_session_status,
 )
+from neuralcli.pipelines.human import fetch_human, segment_human
+from neuralcli.pipelines.mc_maze import fetch_mc_maze, segment_mc_maze
 from neuralcli.pipelines.segment import (
     SegmentResult,
     prepare_synthetic_reach,
@@ -37,7 +42,8 @@ app = typer.Typer(help="Download, simulate, segment and list datasets.", no_args
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2}
 _SIZE_UNITS |= {"mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "tib": 1024**4}
-_SEGMENTABLE = ("makin", "flint", "synthetic-reach")
+_SEGMENTABLE = ("makin", "flint", "synthetic-reach", "mc_maze", "human")
+_DOWNLOADED = ("makin", "flint", "mc_maze", "human")
 
 
 def _size(n_bytes: float) -> str:
@@ -85,6 +91,7 @@ def _only_for(dataset: str, allowed: tuple[str, ...], **given: Any) -> None:
         "Examples: neuralcli data fetch lorenz --n-trials 5000 --length 256 | "
         "neuralcli data fetch makin --sessions 20160622_01,20161013_03 --dry-run | "
         "neuralcli data fetch flint --from ~/Downloads | "
+        "neuralcli data fetch mc_maze --variant small --dry-run | neuralcli data fetch human | "
         "neuralcli data fetch synthetic-reach --sessions 12 --seed 0"
     ),
 )
@@ -103,8 +110,13 @@ def fetch(
         bool, typer.Option("--no-broadband", help="makin: only the .mat files (no LFP later)")
     ] = False,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="makin/flint: list files and sizes, download nothing")
+        bool,
+        typer.Option("--dry-run", help="makin/flint/mc_maze/human: list files, download nothing"),
     ] = False,
+    variant: Annotated[
+        str | None,
+        typer.Option("--variant", help=f"mc_maze: {'|'.join(MC_MAZE_VARIANTS)} [default: full]"),
+    ] = None,
     from_dir: Annotated[
         Path | None,
         typer.Option("--from", help="flint: folder holding Flint_2012_e*.mat you downloaded"),
@@ -130,7 +142,8 @@ def fetch(
     """Get a dataset onto disk: download and verify it, or simulate it."""
     get_dataset(dataset)
     _only_for(dataset, ("makin",), no_broadband=no_broadband)
-    _only_for(dataset, ("makin", "flint"), dry_run=dry_run)
+    _only_for(dataset, _DOWNLOADED, dry_run=dry_run)
+    _only_for(dataset, ("mc_maze",), variant=variant)
     _only_for(dataset, ("flint",), from_dir=from_dir, accept_terms=accept_terms)
     _only_for(dataset, ("makin", "synthetic-reach"), sessions=sessions)
     _only_for(dataset, ("lorenz", "synthetic-reach"), seed=seed)
@@ -174,7 +187,13 @@ def fetch(
         _emit_segments(segmented, "data fetch synthetic-reach")
         return
     with RichReporter() as reporter:
-        if dataset == "makin":
+        if dataset == "mc_maze":
+            fetched = fetch_mc_maze(
+                home, variant=variant or "full", dry_run=dry_run, reporter=reporter
+            )
+        elif dataset == "human":
+            fetched = fetch_human(home, dry_run=dry_run, reporter=reporter)
+        elif dataset == "makin":
             fetched = fetch_makin_files(
                 home,
                 _names(sessions),
@@ -238,7 +257,8 @@ def _emit_segments(result: SegmentResult, title: str) -> None:
     epilog=(
         "Examples: neuralcli data segment makin --sessions 20160622_01 --max-memory 2GiB "
         "--workers 2 | neuralcli data segment flint | "
-        "neuralcli data segment makin --set zscore_statistics=train"
+        "neuralcli data segment makin --set zscore_statistics=train | "
+        "neuralcli data segment mc_maze --variant small | neuralcli data segment human"
     ),
 )
 @handle_errors
@@ -264,6 +284,10 @@ def segment(
         list[str] | None,
         typer.Option("--set", help="Processing setting, e.g. lfp.lowpass_hz=40, min_rate_hz=0.5"),
     ] = None,
+    variant: Annotated[
+        str | None,
+        typer.Option("--variant", help=f"mc_maze: {'|'.join(MC_MAZE_VARIANTS)} [default: full]"),
+    ] = None,
 ) -> None:
     """Cut sessions into 10 s parents with train/val/test splits and 5 s segments of spikes,
     LFP and velocity on one 10 ms grid; one HDF5 file per session."""
@@ -273,8 +297,16 @@ def segment(
             f"{dataset} is not segmented; `data segment` takes {', '.join(_SEGMENTABLE)}"
         )
     _only_for(dataset, ("makin",), workers=workers > 1)
+    _only_for(dataset, ("mc_maze",), variant=variant)
     budget = parse_size(max_memory, "--max-memory")
     home = options().home_path
+    if dataset in ("mc_maze", "human"):
+        if sessions is not None:
+            raise ConfigError(f"--sessions does not apply to {dataset} (one session)")
+        if segment_seconds != 5.0:
+            raise ConfigError(f"--segment-seconds does not apply to {dataset} (trials)")
+        _segment_trials(dataset, variant, overwrite, overrides, home)
+        return
     with RichReporter() as reporter:
         if dataset == "makin":
             settings = _settings(MakinSettings, segment_seconds, overrides)
@@ -298,6 +330,26 @@ def segment(
             settings = _settings(SyntheticReachDatasetSettings, segment_seconds, overrides)
             result = prepare_synthetic_reach(home, settings, overwrite=overwrite, reporter=reporter)
     _emit_segments(result, f"data segment {dataset}")
+
+
+def _segment_trials(
+    dataset: str, variant: str | None, overwrite: bool, overrides: list[str] | None, home: Path
+) -> None:
+    """`data segment mc_maze|human`: one trial file per dataset (interfaces of LDNS data)."""
+    with RichReporter() as reporter:
+        if dataset == "mc_maze":
+            base = McMazeSettings().to_dict()
+            if variant is not None:
+                base["variant"] = variant
+            settings = build_config(McMazeSettings, base, overrides)
+            result = segment_mc_maze(home, settings, overwrite=overwrite, reporter=reporter)
+            _emit_segments(result, "data segment mc_maze")
+            return
+        human = build_config(HumanSettings, HumanSettings().to_dict(), overrides)
+        outcome = segment_human(home, human, overwrite=overwrite, reporter=reporter)
+    payload = outcome.to_dict()
+    rows = dict(payload, n_trials=", ".join(f"{k} {v}" for k, v in outcome.n_trials.items()))
+    emit(payload, key_value_table("data segment human", rows))
 
 
 def _settings(cls: type, segment_seconds: float, overrides: list[str] | None) -> Any:

@@ -1,4 +1,4 @@
-"""`neuralcli evaluate samples`."""
+"""`neuralcli evaluate samples|decoding`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import typer
 from rich.table import Table
 
 from neuralcli.cli.common import RichReporter, emit, handle_errors, options
+from neuralcli.cli.runtime_options import DeviceOption, PrecisionOption, make_runtime
+from neuralcli.evaluation.decoding_report import comparison_rows, summary_rows
 from neuralcli.pipelines.evaluate import METRICS, EvaluationResult, evaluate_samples
+from neuralcli.pipelines.evaluate_decoding import DecodingEvaluation, evaluate_decoding
 
 app = typer.Typer(help="Evaluate models and samples.", no_args_is_help=True)
 
@@ -89,3 +92,76 @@ def samples(
         f"; plots: {result.plots[0].parent}" if result.plots else ""
     )
     emit(result.to_dict(), table)
+
+
+def decoding_comparison_table(evaluation: DecodingEvaluation) -> Table:
+    """Per session (then the means): train and val+test R² of each model, Δ vs the baseline."""
+    comparison = evaluation.comparison
+    rows = comparison_rows(comparison)
+    table = Table(title=f"velocity decoding; baseline {comparison.baseline}", title_justify="left")
+    columns = list(rows[0])
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("session", "group") else "right")
+    n_sessions = len(comparison.sessions)
+    for index, row in enumerate(rows):
+        if index == n_sessions:
+            table.add_section()
+        table.add_row(*(_cell(row[column]) for column in columns))
+    wins = [
+        f"{row['model']} beats the baseline on {row['wins']}"
+        for row in summary_rows(comparison)
+        if row["wins"] is not None and row["group"].startswith("all")
+    ]
+    table.caption = "; ".join([*wins, f"plot: {evaluation.plot}"])
+    return table
+
+
+def _cell(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+@app.command(
+    "decoding",
+    epilog=(
+        "Example: neuralcli evaluate decoding --models ms-lfp-quick,distilled-s03 "
+        "--data synthetic-reach --sessions s04,s05,s06"
+    ),
+)
+@handle_errors
+def decoding(
+    models: Annotated[
+        str,
+        typer.Option("--models", help="Comma-separated runs; the first is the baseline"),
+    ],
+    data: Annotated[
+        str, typer.Option("--data", help="Paired dataset: synthetic-reach, makin or flint")
+    ] = "synthetic-reach",
+    sessions: Annotated[
+        str | None,
+        typer.Option("--sessions", help="Comma-separated sessions [default: all on disk]"),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for embeddings, decoding.json and decoding.png"),
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Segments per pass")] = 64,
+    device: DeviceOption = None,
+    precision: PrecisionOption = None,
+) -> None:
+    """Fig. 5-style comparison: encode the sessions with every model, fit one OLS velocity
+    decoder per model and session on train steps, compare val+test R² per session."""
+    runtime = make_runtime(device, precision)
+    model_list = [m.strip() for m in models.split(",") if m.strip()]
+    names = None if sessions is None else [s.strip() for s in sessions.split(",") if s.strip()]
+    with RichReporter() as reporter:
+        evaluation = evaluate_decoding(
+            model_list,
+            data,
+            home=options().home_path,
+            runtime=runtime,
+            sessions=names,
+            out_dir=out,
+            batch_size=batch_size,
+            reporter=reporter,
+        )
+    emit(evaluation.to_dict(), decoding_comparison_table(evaluation))

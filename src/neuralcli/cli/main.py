@@ -8,8 +8,11 @@ import typer
 
 from neuralcli import __version__
 from neuralcli.cli import data as data_cli
+from neuralcli.cli import decode as decode_cli
 from neuralcli.cli import demo as demo_cli
+from neuralcli.cli import distill as distill_cli
 from neuralcli.cli import evaluate as evaluate_cli
+from neuralcli.cli import infer as infer_cli
 from neuralcli.cli import sample as sample_cli
 from neuralcli.cli import train as train_cli
 from neuralcli.cli.common import STATE, GlobalOptions, emit, handle_errors, key_value_table, options
@@ -96,6 +99,9 @@ app.add_typer(train_cli.app, name="train")
 app.add_typer(evaluate_cli.app, name="evaluate")
 app.command(name="sample", epilog=sample_cli.EXAMPLE)(sample_cli.sample)
 app.command(name="demo", epilog=demo_cli.EXAMPLE)(demo_cli.demo)
+app.command(name="distill", epilog=distill_cli.EXAMPLE)(distill_cli.distill)
+app.command(name="infer", epilog=infer_cli.EXAMPLE)(infer_cli.infer)
+app.command(name="decode", epilog=decode_cli.EXAMPLE)(decode_cli.decode)
 
 
 def run() -> None:

@@ -1,7 +1,8 @@
-"""`neuralcli train ae|diffusion`."""
+"""`neuralcli train ae|diffusion|teacher|student`."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -25,6 +26,7 @@ from neuralcli.cli.runtime_options import (
 from neuralcli.config.schemas import stage_config
 from neuralcli.pipelines.train_ae import TrainRunResult, train_autoencoder
 from neuralcli.pipelines.train_diffusion import train_diffusion
+from neuralcli.pipelines.train_paired import train_student, train_teacher
 
 app = typer.Typer(help="Train models.", no_args_is_help=True)
 
@@ -69,7 +71,7 @@ def _train(
         "samples_per_s": train.samples_per_s,
         "seconds": train.seconds,
     }
-    emit(payload, key_value_table(f"train {stage}: {config.name}", payload))
+    emit(payload, key_value_table(f"train {stage}: {result.run_dir.name}", payload))
 
 
 @app.command("ae", epilog="Example: neuralcli train ae --preset lorenz --set training.lr=5e-4")
@@ -122,6 +124,112 @@ def train_diffusion_command(
     _train(
         "diffusion",
         train_diffusion,
+        config,
+        resume=resume,
+        device=device,
+        precision=precision,
+        seed=seed,
+        compile=compile,
+    )
+
+
+SessionsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--sessions",
+        help="Comma-separated sessions to train on (name, or dataset:name) [default: preset's]",
+    ),
+]
+FinetuneOption = Annotated[
+    str | None,
+    typer.Option("--finetune", help="Start from this trained run; new sessions get new tables"),
+]
+
+
+def paired_overrides(
+    sessions: str | None, session: str | None, finetune: str | None, set_: list[str] | None
+) -> list[str]:
+    """CLI shortcuts as --set overrides placed before the user's own (which win)."""
+    if sessions is not None and session is not None:
+        raise typer.BadParameter("give --sessions or --session, not both", param_hint="--session")
+    overrides = []
+    chosen = [session] if session else _split_list(sessions) if sessions else None
+    if chosen is not None:
+        overrides.append(f"data.sessions={json.dumps(chosen)}")
+    if finetune:
+        overrides.append(f"finetune.from_run={json.dumps(finetune)}")
+    return overrides + list(set_ or [])
+
+
+def _split_list(text: str) -> list[str]:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise typer.BadParameter("names no session", param_hint="--sessions")
+    return items
+
+
+@app.command(
+    "teacher",
+    epilog="Example: neuralcli train teacher --preset ms-spike-quick",
+)
+@handle_errors
+def train_teacher_command(
+    preset: PresetOption = "ms-spike",
+    sessions: SessionsOption = None,
+    finetune: FinetuneOption = None,
+    set_: SetOption = None,
+    name: NameOption = None,
+    resume: ResumeOption = False,
+    device: DeviceOption = None,
+    precision: PrecisionOption = None,
+    seed: SeedOption = None,
+    compile: CompileOption = None,
+) -> None:
+    """Train the multi-session spike teacher: masked modelling of spike tokens, Poisson NLL."""
+    overrides = paired_overrides(sessions, None, finetune, set_)
+    config = stage_config(preset, "teacher", overrides, assign={"name": name})
+    _train(
+        "teacher",
+        train_teacher,
+        config,
+        resume=resume,
+        device=device,
+        precision=precision,
+        seed=seed,
+        compile=compile,
+    )
+
+
+@app.command(
+    "student",
+    epilog=(
+        "Examples: neuralcli train student --preset ms-lfp-quick ; neuralcli train student "
+        "--preset ms-lfp --finetune runs/ms-lfp --session 20160622_01"
+    ),
+)
+@handle_errors
+def train_student_command(
+    preset: PresetOption = "ms-lfp",
+    sessions: SessionsOption = None,
+    session: Annotated[
+        str | None, typer.Option("--session", help="Train (fine-tune) on this one session")
+    ] = None,
+    finetune: FinetuneOption = None,
+    set_: SetOption = None,
+    name: NameOption = None,
+    resume: ResumeOption = False,
+    device: DeviceOption = None,
+    precision: PrecisionOption = None,
+    seed: SeedOption = None,
+    compile: CompileOption = None,
+) -> None:
+    """Train the multi-session LFP model (MS-LFP: masked LFP reconstruction), or fine-tune a
+    trained one on new sessions with --finetune."""
+    overrides = paired_overrides(sessions, session, finetune, set_)
+    config = stage_config(preset, "student", overrides, assign={"name": name})
+    _train(
+        "student",
+        train_student,
         config,
         resume=resume,
         device=device,

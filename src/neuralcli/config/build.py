@@ -112,11 +112,34 @@ def _build(cls: type[T], data: Any, prefix: str) -> T:
     kwargs = {}
     for name, value in data.items():
         dotted = f"{prefix}.{name}" if prefix else name
-        kwargs[name] = _coerce(hints[name], value, dotted)
+        kwargs[name] = _coerce(hints[name], _with_field_defaults(fields[name], value), dotted)
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{where}: {err}") from None
+
+
+def _with_field_defaults(field: dataclasses.Field, value: Any) -> Any:
+    """A partial section given for a field whose default is a factory-made dataclass starts
+    from that default, not from the class defaults: `training: {epochs: 5}` keeps the
+    stage's own learning rate."""
+    factory = field.default_factory
+    if not isinstance(value, dict) or factory is dataclasses.MISSING:
+        return value
+    default = factory()
+    if not dataclasses.is_dataclass(default):
+        return value
+    return _merge(dataclasses.asdict(default), value)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _coerce(tp: Any, value: Any, dotted: str) -> Any:

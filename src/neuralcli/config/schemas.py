@@ -1,7 +1,8 @@
 """Run configurations: what a preset section and `--set` overrides fill in.
 
 A preset file (presets/<name>.yaml) has a shared `data` section and one section per
-stage (`ae`, `diffusion`); each stage section is checked against its dataclass here.
+stage (`ae`, `diffusion`; `teacher`, `student`, `distill` in config/distill_schemas.py);
+each stage section is checked against its dataclass here.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from neuralcli.config.build import _closest, build_config
+from neuralcli.config.distill_schemas import DistillRunConfig, StudentRunConfig, TeacherRunConfig
 from neuralcli.config.presets import load_preset
 from neuralcli.data.sources.lorenz import LorenzSettings
 from neuralcli.errors import ConfigError
@@ -20,7 +22,7 @@ from neuralcli.training.config import TrainingConfig
 from neuralcli.training.diffusion_objective import DiffusionLossConfig
 
 DATASETS = ("lorenz",)
-STAGES = ("ae", "diffusion")
+STAGES = ("ae", "diffusion", "teacher", "student", "distill")
 
 
 @dataclass
@@ -72,7 +74,13 @@ class DiffusionRunConfig:
     )
 
 
-STAGE_SCHEMAS: dict[str, type] = {"ae": AutoencoderRunConfig, "diffusion": DiffusionRunConfig}
+STAGE_SCHEMAS: dict[str, type] = {
+    "ae": AutoencoderRunConfig,
+    "diffusion": DiffusionRunConfig,
+    "teacher": TeacherRunConfig,
+    "student": StudentRunConfig,
+    "distill": DistillRunConfig,
+}
 
 
 def stage_config(
@@ -81,7 +89,7 @@ def stage_config(
     overrides: list[str] | None = None,
     assign: dict[str, Any] | None = None,
 ) -> Any:
-    """Build the config of one stage (`ae` or `diffusion`) from a preset plus overrides.
+    """Build the config of one stage (a key of STAGE_SCHEMAS) from a preset plus overrides.
 
     `assign` sets top-level values verbatim (e.g. name, ae path from CLI options), after the
     preset and before `overrides`.

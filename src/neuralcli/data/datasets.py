@@ -7,6 +7,7 @@ its compact stored dtype and only the requested batch is gathered (and converted
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -71,6 +72,64 @@ class LatentTensorSource:
         return self.latents.index_select(0, torch.as_tensor(indices, dtype=torch.int64))
 
 
+class ConditionedLatents(NamedTuple):
+    """A batch of latents with the conditions of their trials (LDNS §9); unused ones are None."""
+
+    latents: torch.Tensor  # (B, T, d) float32 standardised latents
+    angle: torch.Tensor | None = None  # (B,) float32 reach angle θ, radians
+    velocity: torch.Tensor | None = None  # (B, T, 2) float32 velocity, m/s
+    mask: torch.Tensor | None = None  # (B, T) float32, 1 = real bin, 0 = padding
+
+    def conditions(self) -> dict[str, torch.Tensor]:
+        """The conditions that are present, as keyword arguments of the denoiser."""
+        present = {"angle": self.angle, "velocity": self.velocity, "mask": self.mask}
+        return {name: value for name, value in present.items() if value is not None}
+
+
+class ConditionedLatentSource:
+    """Float32 latents (n, T, d) with per-trial conditions; batches are `ConditionedLatents`.
+
+    angle (n,) radians, velocity (n, T, 2) m/s, mask (n, T) 0/1 (any real or integer dtype;
+    stored as float32). Give the ones the denoiser is conditioned on.
+    """
+
+    def __init__(
+        self,
+        latents: np.ndarray | torch.Tensor,
+        *,
+        angle: np.ndarray | torch.Tensor | None = None,
+        velocity: np.ndarray | torch.Tensor | None = None,
+        mask: np.ndarray | torch.Tensor | None = None,
+    ) -> None:
+        self.latents = LatentTensorSource(latents).latents  # (n, T, d)
+        n, length = self.latents.shape[:2]
+        self.angle = _condition(angle, "angle", (n,))  # (n,)
+        self.velocity = _condition(velocity, "velocity", (n, length, 2))  # (n, T, 2)
+        self.mask = _condition(mask, "mask", (n, length))  # (n, T)
+
+    def __len__(self) -> int:
+        return self.latents.shape[0]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(n, T, d) of the latents."""
+        return tuple(self.latents.shape)
+
+    def batch(self, indices: torch.Tensor) -> ConditionedLatents:
+        """Latents and conditions at `indices` (int64, CPU), copies."""
+        rows = torch.as_tensor(indices, dtype=torch.int64)
+
+        def pick(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            return None if tensor is None else tensor.index_select(0, rows)
+
+        return ConditionedLatents(
+            latents=pick(self.latents),
+            angle=pick(self.angle),
+            velocity=pick(self.velocity),
+            mask=pick(self.mask),
+        )
+
+
 def load_split(
     home: str | os.PathLike,
     source: str | LorenzSettings,
@@ -114,6 +173,20 @@ def load_split(
     if len({part.shape[1:] for part in parts}) > 1:
         raise DataError(f"{array!r} differs in shape across the session files of {source!r}")
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _condition(
+    values: np.ndarray | torch.Tensor | None, name: str, shape: tuple[int, ...]
+) -> torch.Tensor | None:
+    """A condition array as float32 of exactly `shape` (ValueError otherwise), or None."""
+    if values is None:
+        return None
+    tensor = _as_tensor(values)
+    if tuple(tensor.shape) != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(tensor.shape)}")
+    if tensor.is_complex() or not torch.isfinite(tensor.double()).all():
+        raise ValueError(f"{name} must hold finite real numbers")
+    return tensor.float()
 
 
 def _as_tensor(array: np.ndarray | torch.Tensor) -> torch.Tensor:

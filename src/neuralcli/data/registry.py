@@ -2,8 +2,8 @@
 
 To add a dataset, add one `DatasetInfo` row to `DATASETS`: its name, kind, description,
 citation, the settings dict of its default processed variant and what to run when it is
-missing. Trial datasets (Lorenz) hold trials split train/val/test; paired datasets (Makin,
-Flint, synthetic-reach) hold one file per session of 5 s segments.
+missing. Trial datasets (Lorenz, MC_Maze, human) hold trials split train/val/test; paired
+datasets (Makin, Flint, synthetic-reach) hold one file per session of 5 s segments.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from typing import Any, NamedTuple
 
 from neuralcli.data import (
     flint_dataset,
+    human_dataset,
     lorenz_dataset,
     makin_dataset,
+    mc_maze_dataset,
     synthetic_reach_dataset,
 )
 from neuralcli.data.store import (
@@ -94,6 +96,38 @@ DATASETS: dict[str, DatasetInfo] = {
         source="https://portal.nersc.gov/project/crcns/download/dream/data_sets/Flint_2012",
         default_settings=flint_dataset.flint_settings_dict,
         remedy=flint_dataset.REMEDY,
+    ),
+    "mc_maze": DatasetInfo(
+        name="mc_maze",
+        kind="downloaded",
+        layout="trials",
+        description=(
+            "Monkey J maze reaching (NLB MC_Maze): 182 units (137 held-in + 45 held-out), 5 ms "
+            "bins, move onset -250..+450 ms (140 bins), hand velocity; LDNS split 2008/71/216"
+        ),
+        citation=(
+            "Pei et al., Neural Latents Benchmark '21, NeurIPS Datasets and Benchmarks 2021; "
+            "DANDI:000128 (variants 000138/000139/000140)"
+        ),
+        source="https://dandiarchive.org/dandiset/000128/0.220113.0400",
+        default_settings=mc_maze_dataset.mc_maze_settings_dict,
+        remedy=mc_maze_dataset.REMEDY,
+    ),
+    "human": DatasetInfo(
+        name="human",
+        kind="downloaded",
+        layout="trials",
+        description=(
+            "Human speech BCI (Willett et al. 2023, T12): tx1 threshold crossings, 20 ms bins, "
+            "first 128 of 256 channels; sentences <= 512 bins right-padded with a mask"
+        ),
+        citation=(
+            "Willett et al., A high-performance speech neuroprosthesis, Nature 2023; data: "
+            "Dryad doi:10.5061/dryad.x69p8czpq"
+        ),
+        source="https://datadryad.org/stash/dataset/doi:10.5061/dryad.x69p8czpq",
+        default_settings=human_dataset.human_settings_dict,
+        remedy=human_dataset.REMEDY,
     ),
     "synthetic-reach": DatasetInfo(
         name="synthetic-reach",

@@ -15,7 +15,7 @@ from neuralcli.data.segment import SegmentSettings
 from neuralcli.data.sources.synthetic_reach import SyntheticReachSettings
 
 DATASET = "synthetic-reach"
-RECIPE = "synthetic-reach-v1"
+RECIPE = "synthetic-reach-v2"
 REMEDY = "delete it and run `neuralcli data fetch synthetic-reach` again"
 
 

@@ -3,6 +3,15 @@
 x_t (B, T, d) and integer timesteps (B,) -> ε̂ (B, T, d). Channels-last activations, S4D
 time mixers (models/layers/s4d.py, LDNS §3.2) and DiT adaLN-Zero blocks.
 
+Conditioning (LDNS §9), chosen by `DenoiserConfig.condition`; always conditioned, no
+classifier-free guidance:
+- "angle": c = [cos θ, sin θ] -> Linear(2, C/4) -> SiLU -> Linear(C/4, C/4), added to the
+  timestep embedding before the blocks.
+- "velocity": the clean velocity v (B, T, 2) in m/s, unnormalised, is concatenated to x_t as
+  extra input channels (Cin = d + 2); the outputs of those channels are sliced off.
+- "length": the 0/1 mask (B, T) of real bins is concatenated as one extra channel (Cin = d + 1);
+  its output is sliced off. The loss is masked by the objective.
+
 Reproduced behaviour of the original (LDNS §7, pitfall 3): the S4 layer is always
 bidirectional and there is no activation on the MLP output (its "act2" is Identity).
 """
@@ -34,6 +43,10 @@ from neuralcli.models.layers.fused import (
 from neuralcli.models.layers.s4d import S4D
 from neuralcli.models.pretrained import load_pretrained
 
+# Extra input channels each condition concatenates to x_t (LDNS §9).
+CONDITION_CHANNELS = {"none": 0, "angle": 0, "velocity": 2, "length": 1}
+CONDITIONS = tuple(CONDITION_CHANNELS)
+
 
 @dataclass
 class DenoiserConfig:
@@ -47,6 +60,10 @@ class DenoiserConfig:
     sampling then diverges (the mean component grows by up to e^(Σβ/2) over 1000 steps).
     "default" is the reference's PyTorch init, with conv_out's weight and bias multiplied by
     `output_scale_init` (1.0 for Lorenz, 0.1 for monkey and human, LDNS §7).
+
+    `condition` is "none" (unconditional), "angle", "velocity" or "length" (LDNS §9; module
+    docstring). Extra input channels count towards the grouping rule of conv_in / conv_out, so
+    velocity (Cin = d + 2) and length (Cin = d + 1) models use groups = 1 at the LDNS sizes.
     """
 
     latent_channels: int = 8
@@ -56,6 +73,7 @@ class DenoiserConfig:
     output_scale_init: float = 1.0
     time_embedding_dim: int = 256
     linear_path_init: str = "identity"
+    condition: str = "none"
 
     def __post_init__(self) -> None:
         for name in ("latent_channels", "hidden_channels", "num_blocks"):
@@ -79,6 +97,20 @@ class DenoiserConfig:
             raise ValueError(
                 f"linear_path_init must be 'identity' or 'default', got {self.linear_path_init!r}"
             )
+        if self.condition not in CONDITIONS:
+            raise ValueError(
+                f"condition must be one of {', '.join(CONDITIONS)}, got {self.condition!r}"
+            )
+
+    @property
+    def condition_channels(self) -> int:
+        """Extra input channels the condition adds: 2 (velocity), 1 (length mask) or 0."""
+        return CONDITION_CHANNELS[self.condition]
+
+    @property
+    def input_channels(self) -> int:
+        """Cin of conv_in and Cout of conv_out: latent channels plus condition channels."""
+        return self.latent_channels + self.condition_channels
 
 
 def timestep_frequencies(timesteps: torch.Tensor, dim: int) -> torch.Tensor:
@@ -105,6 +137,22 @@ class TimestepEmbedder(nn.Module):
 
     def forward(self, timesteps: torch.Tensor) -> torch.Tensor:
         return self.mlp(timestep_frequencies(timesteps, self.frequency_dim))  # (B, E)
+
+
+class AngleEmbedder(nn.Module):
+    """[cos θ, sin θ] -> Linear -> SiLU -> Linear: (B,) radians -> (B, E) (LDNS §9)."""
+
+    def __init__(self, *, embedding_channels: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(2, embedding_channels),
+            nn.SiLU(),
+            nn.Linear(embedding_channels, embedding_channels),
+        )
+
+    def forward(self, angle: torch.Tensor) -> torch.Tensor:
+        angle = angle.float()
+        return self.mlp(torch.stack((torch.cos(angle), torch.sin(angle)), dim=-1))  # (B, E)
 
 
 class DenoiserBlock(nn.Module):
@@ -155,20 +203,23 @@ class DenoiserBlock(nn.Module):
 
 
 class Denoiser(nn.Module):
-    """ε-model: x_t (B, T, d), t (B,) int64 -> ε̂ (B, T, d) (LDNS §7)."""
+    """ε-model: x_t (B, T, d), t (B,) int64 [, condition] -> ε̂ (B, T, d) (LDNS §7, §9)."""
 
     kind = "denoiser"
 
     def __init__(self, *, config: DenoiserConfig) -> None:
         super().__init__()
         self.config = config
-        channels, latent = config.hidden_channels, config.latent_channels
-        groups = pointwise_groups(channels, latent)
+        channels, inputs = config.hidden_channels, config.input_channels
+        groups = pointwise_groups(channels, inputs)  # LDNS §7: g = Cin if C % Cin == 0, C > Cin
         embedding_channels = channels // 4
-        self.conv_in = GroupedPointwise(in_channels=latent, out_channels=channels, groups=groups)
+        self.conv_in = GroupedPointwise(in_channels=inputs, out_channels=channels, groups=groups)
         self.time_embedding = TimestepEmbedder(
             embedding_channels=embedding_channels, frequency_dim=config.time_embedding_dim
         )
+        # Unconditional models keep exactly their old modules and state-dict keys.
+        if config.condition == "angle":
+            self.angle_embedding = AngleEmbedder(embedding_channels=embedding_channels)
         self.blocks = nn.ModuleList(
             DenoiserBlock(
                 channels=channels,
@@ -177,7 +228,7 @@ class Denoiser(nn.Module):
             )
             for _ in range(config.num_blocks)
         )
-        self.conv_out = GroupedPointwise(in_channels=channels, out_channels=latent, groups=groups)
+        self.conv_out = GroupedPointwise(in_channels=channels, out_channels=inputs, groups=groups)
         with torch.no_grad():
             if config.linear_path_init == "identity":
                 self._make_linear_path_identity()
@@ -187,29 +238,85 @@ class Denoiser(nn.Module):
 
     def _make_linear_path_identity(self) -> None:
         """Set conv_out to the pseudo-inverse of conv_in: conv_out(conv_in(x)) = x."""
-        dense_in = self.conv_in.dense_weight()  # (C, d), block-diagonal when grouped
-        inverse = torch.linalg.pinv(dense_in.double())  # (d, C), block-diagonal likewise
+        dense_in = self.conv_in.dense_weight()  # (C, Cin), block-diagonal when grouped
+        inverse = torch.linalg.pinv(dense_in.double())  # (Cin, C), block-diagonal likewise
         groups = self.conv_out.groups
         rows, cols = self.conv_out.weight.shape[0] // groups, self.conv_out.weight.shape[1]
         blocks = [
             inverse[j * rows : (j + 1) * rows, j * cols : (j + 1) * cols] for j in range(groups)
         ]
-        self.conv_out.weight.copy_(torch.cat(blocks, dim=0))  # (d, C/g)
-        self.conv_out.bias.copy_(-inverse @ self.conv_in.bias.double())  # (d,)
+        self.conv_out.weight.copy_(torch.cat(blocks, dim=0))  # (Cin, C/g)
+        self.conv_out.bias.copy_(-inverse @ self.conv_in.bias.double())  # (Cin,)
 
-    def forward(self, x: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        """x (B, T, d) noisy latents, timesteps (B,) int64 in [0, 999] -> ε̂ (B, T, d)."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        timesteps: torch.Tensor,
+        *,
+        angle: torch.Tensor | None = None,
+        velocity: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """x (B, T, d) noisy latents, timesteps (B,) int64 in [0, 999] -> ε̂ (B, T, d).
+
+        The condition named by `config.condition` is required and the others must be None:
+        angle (B,) radians; velocity (B, T, 2) clean velocity in m/s; mask (B, T) 0/1.
+        """
+        self._check_conditions(x, angle, velocity, mask)
         embedding = self.time_embedding(timesteps.to(x.device))  # (B, C/4)
+        if angle is not None:
+            embedding = embedding + self.angle_embedding(angle.to(x.device))  # LDNS §9
+        if velocity is not None:  # LDNS §9: concat(noisy z, clean v)
+            x = torch.cat((x, velocity.to(device=x.device, dtype=x.dtype)), dim=-1)  # (B, T, d+2)
+        elif mask is not None:  # LDNS §9: concat(noisy z, mask)
+            x = torch.cat((x, mask.to(device=x.device, dtype=x.dtype)[..., None]), dim=-1)
         if self.blocks[0].s4.uses_toeplitz(x.shape[1]):
             # Channel-major inside the stack: no per-block layout copies (fused.py).
             h = linear_to_channel_major(self.conv_in, x)  # (C, B, T)
             for block in self.blocks:
                 h = block.forward_channel_major(h, embedding)  # (C, B, T)
-            return self.conv_out.from_channel_major(h)  # (B, T, d)
-        h = self.conv_in(x)  # (B, T, C)
-        for block in self.blocks:
-            h = block(h, embedding)  # (B, T, C)
-        return self.conv_out(h)  # (B, T, d)
+            out = self.conv_out.from_channel_major(h)  # (B, T, Cin)
+        else:
+            h = self.conv_in(x)  # (B, T, C)
+            for block in self.blocks:
+                h = block(h, embedding)  # (B, T, C)
+            out = self.conv_out(h)  # (B, T, Cin)
+        if self.config.condition_channels:
+            out = out[..., : self.config.latent_channels]  # LDNS §8: extra outputs discarded
+        return out  # (B, T, d)
+
+    def _check_conditions(
+        self,
+        x: torch.Tensor,
+        angle: torch.Tensor | None,
+        velocity: torch.Tensor | None,
+        mask: torch.Tensor | None,
+    ) -> None:
+        """ValueError unless exactly the configured condition is given, with matching shapes."""
+        given = {"angle": angle, "velocity": velocity, "length": mask}
+        wanted = self.config.condition
+        extra = [name for name, value in given.items() if value is not None and name != wanted]
+        if extra:
+            raise ValueError(
+                f"this denoiser is conditioned on {wanted!r} but got {', '.join(extra)}; "
+                "pass only the configured condition"
+            )
+        batch, length = x.shape[:2]
+        expected = {
+            "angle": (batch,),
+            "velocity": (batch, length, 2),
+            "length": (batch, length),
+        }
+        if wanted in expected:
+            value = given[wanted]
+            argument = "mask" if wanted == "length" else wanted
+            if value is None:
+                raise ValueError(f"this denoiser is conditioned on {wanted!r}: pass {argument}=")
+            if tuple(value.shape) != expected[wanted]:
+                raise ValueError(
+                    f"{argument} must have shape {expected[wanted]} for x of shape "
+                    f"{tuple(x.shape)}, got {tuple(value.shape)}"
+                )
 
     def parameter_groups(self, weight_decay: float) -> list[dict]:
         """AdamW groups: S4D A and dt without weight decay, the rest with `weight_decay`."""

@@ -96,7 +96,7 @@ def fetch_makin_files(
         sessions,
         broadband=broadband,
         dry_run=dry_run,
-        on_progress=_file_progress(reporter or SilentReporter()),
+        on_progress=file_progress(reporter or SilentReporter()),
     )
     return RawFetchResult("makin", makin_dir(home), outcomes, dry_run)
 
@@ -117,12 +117,12 @@ def fetch_flint_files(
             home,
             accept_terms=accept_terms,
             dry_run=dry_run,
-            on_progress=_file_progress(reporter or SilentReporter()),
+            on_progress=file_progress(reporter or SilentReporter()),
         )
     return RawFetchResult("flint", flint_dir(home), outcomes, dry_run)
 
 
-def _file_progress(reporter: ProgressReporter) -> FetchProgressFn:
+def file_progress(reporter: ProgressReporter) -> FetchProgressFn:
     started: set[str] = set()
 
     def on_progress(relative: str, done: int, total: int | None) -> None:

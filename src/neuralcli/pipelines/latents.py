@@ -1,8 +1,14 @@
-"""AE latents as diffusion training data: encoding and per-channel standardisation (LDNS §6)."""
+"""AE latents as diffusion training data: encoding and per-channel standardisation (LDNS §6).
+
+Variable-length trials (human data) use the masked variants: `LatentStats.fit_masked` takes
+the mean and variance over real bins only, and `centre_valid` cuts each trial's real bins and
+re-pads them centred in the full length with replicate padding, with a new centred mask.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -49,6 +55,61 @@ class LatentStats:
         std = flat.std(axis=0)
         std[std == 0] = 1.0
         return cls(mean=flat.mean(axis=0).astype(np.float32), std=std.astype(np.float32), clip=clip)
+
+    @classmethod
+    def fit_masked(
+        cls, train_latents: np.ndarray, mask: np.ndarray, clip: float | None
+    ) -> LatentStats:
+        """Per-channel mean/std over the real bins only (LDNS §6, human).
+
+        train_latents (n, T, d), mask (n, T) with 1/True = real bin; padding never counts.
+        """
+        valid = np.asarray(mask).astype(bool)  # (n, T)
+        if valid.shape != train_latents.shape[:2]:
+            raise ValueError(
+                f"mask shape {valid.shape} does not match latents {train_latents.shape}"
+            )
+        if not valid.any():
+            raise ValueError("the mask marks no real bin")
+        flat = train_latents[valid].astype(np.float64)  # (n_valid, d)
+        std = flat.std(axis=0)
+        std[std == 0] = 1.0
+        return cls(mean=flat.mean(axis=0).astype(np.float32), std=std.astype(np.float32), clip=clip)
+
+
+class CentredLatents(NamedTuple):
+    latents: np.ndarray  # (n, length, d) real bins centred, replicate-padded on both sides
+    mask: np.ndarray  # (n, length) uint8, 1 = the centred window of real bins
+
+
+def centre_valid(
+    latents: np.ndarray, mask: np.ndarray, *, length: int | None = None
+) -> CentredLatents:
+    """Cut each trial's real bins and re-pad them centred in `length` bins (LDNS §6, human).
+
+    latents (n, T, d), mask (n, T) with 1/True = real bin (taken in time order, so right-padded
+    trials keep their order); `length` defaults to T. A trial with L real bins starts at
+    (length − L) // 2; the bins before repeat its first real value, those after its last
+    (replicate padding). Returns float32 latents and the new uint8 mask of the centred window.
+    """
+    valid = np.asarray(mask).astype(bool)  # (n, T)
+    n, steps = valid.shape
+    if latents.shape[:2] != (n, steps):
+        raise ValueError(f"mask shape {valid.shape} does not match latents {latents.shape}")
+    length = steps if length is None else int(length)
+    out = np.empty((n, length, latents.shape[-1]), dtype=np.float32)
+    new_mask = np.zeros((n, length), dtype=np.uint8)
+    for row in range(n):
+        real = latents[row, valid[row]]  # (L, d)
+        count = real.shape[0]
+        if count == 0 or count > length:
+            raise ValueError(f"trial {row} has {count} real bins; centring needs 1..{length}")
+        start = (length - count) // 2
+        out[row, :start] = real[0]  # replicate padding
+        out[row, start : start + count] = real
+        out[row, start + count :] = real[-1]
+        new_mask[row, start : start + count] = 1
+    return CentredLatents(latents=out, mask=new_mask)
 
 
 @torch.no_grad()

@@ -34,7 +34,13 @@ b_j ~ N(0, spike_threshold_spread²), m_j ~ LogUniform(count_range) counts per b
     η_j(t) = κ·(w_j·x(t) + γ·d_j·y(t) + b_j),   κ = spike_tuning_gain, γ = spike_unrelated_gain
     λ_j(t) = m_j·softplus(η_j(t)) / mean_t softplus(η_j),   s_j(t) ~ Poisson(λ_j(t)) ∧ 255.
 
-LFP of channel c (C channels, C ~ U{channel_range}):
+LFP of channel c. Like a chronically implanted array, the electrodes are the same in every
+session: C ~ U{channel_range} is drawn once per dataset (seed), and every loading matrix M below
+is the array's own M_a mixed with a fresh session draw M_s,
+    M = √(1 − ρ)·M_a + √ρ·M_s,   ρ = loading_drift (slow changes of the electrode/tissue),
+while the units are new in every session (the spikes' w_j, d_j, b_j, m_j and U are per session).
+The band-power rhythms' frequencies and tunings q_k are properties of the brain, not of the
+session, and are drawn once per dataset too.
     ℓ_c(t) = g_b·A_c·x(t) + g_d·E_c·y_drift(t) + g_o·O_c·y_osc(t) + g_p·P_c·π(t) + σ·n_c(t)
     lfp_c = z(lowpass(ℓ_c))   Butterworth order 4 at lfp_cutoff_hz, zero phase, z-scored.
 E_c, O_c, P_c have N(0, 1/dim) entries (expected unit norm); the rows of A (5 × C) are
@@ -76,6 +82,8 @@ from neuralcli.evaluation.decoding import (
 
 DATASET = "synthetic-reach"
 PAD_SECONDS = 5.0  # simulated before and after the kept bins, then dropped
+# Entropy of the dataset-wide "array" stream, out of reach of any session index.
+ARRAY_STREAM = 2**32 - 1
 LFP_FILTER_ORDER = 4
 # Gaussian kernel applied to counts before decoding velocity from spikes (the report).
 REPORT_SMOOTHING_SIGMA_BINS = 5.0
@@ -89,8 +97,9 @@ class SyntheticReachSettings:
     seed: int = 0  # with the session index, the only source of randomness
     seconds_per_session: float = 400.0  # 40 10 s segments: 62 train 5 s segments per session
     bin_seconds: float = 0.01  # grid spacing of every stream
-    channel_range: tuple[int, int] = (24, 48)  # LFP channels per session, inclusive
+    channel_range: tuple[int, int] = (24, 48)  # LFP channels of the array (all sessions), inclusive
     unit_range: tuple[int, int] = (30, 80)  # sorted units per session, inclusive
+    loading_drift: float = 0.2  # ρ: share of each LFP loading's variance that is new per session
     reach_seconds_range: tuple[float, float] = (0.5, 1.0)  # duration of one reach
     hold_seconds_range: tuple[float, float] = (0.2, 0.8)  # still hand between reaches
     neural_lead_seconds: float = 0.1  # latents lead the hand by this much
@@ -149,8 +158,11 @@ class SyntheticReachSettings:
             "lfp_oscillation_gain",
             "lfp_power_gain",
             "lfp_noise_std",
+            "loading_drift",
         ):
             _check_float(name, getattr(self, name), minimum=0.0, inclusive=True)
+        if self.loading_drift > 1.0:
+            raise ValueError(f"loading_drift must be <= 1, got {self.loading_drift}")
         for name in ("channel_range", "unit_range"):
             _check_range(name, getattr(self, name), integer=True, minimum=1)
         for name in (
@@ -343,17 +355,23 @@ def unrelated_latents(
 
 
 def band_power_sources(
-    settings: SyntheticReachSettings, behaviour: np.ndarray, rng: np.random.Generator
+    settings: SyntheticReachSettings,
+    behaviour: np.ndarray,
+    rng: np.random.Generator,
+    array_rng: np.random.Generator | None = None,
 ) -> np.ndarray:
     """(n, 5) behaviour latents -> (n, K) rhythms whose amplitude the reach sets, float64.
 
     Source k is a resonator ξ_k at f_k ~ U(power_hz_range) times the envelope σ(κ_p·q_k·x(t))
     (σ the logistic function, q_k a random unit vector), scaled to unit mean square: velocity is
-    in the power of these rhythms, not in the sign of the LFP.
+    in the power of these rhythms, not in the sign of the LFP. q_k and f_k come from `array_rng`
+    (the same for every session of a dataset) when given, else from `rng`; the carriers' noise
+    always comes from `rng`.
     """
     n_bins, n_bands = behaviour.shape[0], settings.n_power_bands
-    tuning = _unit_rows(rng, n_bands, behaviour.shape[1])  # (K, 5)
-    frequencies = rng.uniform(*settings.power_hz_range, size=n_bands)
+    fixed = array_rng if array_rng is not None else rng
+    tuning = _unit_rows(fixed, n_bands, behaviour.shape[1])  # (K, 5)
+    frequencies = fixed.uniform(*settings.power_hz_range, size=n_bands)
     noise = rng.standard_normal((n_bins, n_bands))
     carriers = _resonators(frequencies, settings.power_bandwidth_hz, settings.bin_seconds, noise)
     # A saturating envelope: fast reaches must not make the LFP heavy-tailed.
@@ -407,12 +425,18 @@ def _lfp(
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Latents on the padded grid -> (n, C) float32 low-passed, z-scored LFP on the kept bins."""
-    n_channels = int(rng.integers(settings.channel_range[0], settings.channel_range[1] + 1))
-    behaviour_loadings = _balanced_loadings(rng, behaviour.shape[1], n_channels)  # (5, C)
-    drift_loadings = _gaussian_loadings(rng, drifts.shape[1], n_channels)  # (n_drift, C)
-    oscillation_loadings = _gaussian_loadings(rng, oscillations.shape[1], n_channels)
-    power_loadings = _gaussian_loadings(rng, settings.n_power_bands, n_channels)  # (K, C)
-    power = band_power_sources(settings, behaviour, rng)  # (n_pad, K)
+    array_rng = np.random.default_rng(np.random.SeedSequence([settings.seed, ARRAY_STREAM]))
+    n_channels = int(array_rng.integers(settings.channel_range[0], settings.channel_range[1] + 1))
+    shapes = (behaviour.shape[1], drifts.shape[1], oscillations.shape[1], settings.n_power_bands)
+    array_loadings = [_gaussian_loadings(array_rng, dim, n_channels) for dim in shapes]
+    session_loadings = [_gaussian_loadings(rng, dim, n_channels) for dim in shapes]
+    keep, new = math.sqrt(1.0 - settings.loading_drift), math.sqrt(settings.loading_drift)
+    behaviour_loadings, drift_loadings, oscillation_loadings, power_loadings = (
+        keep * fixed + new * fresh
+        for fixed, fresh in zip(array_loadings, session_loadings, strict=True)
+    )  # (5, C), (n_drift, C), (n_osc, C), (K, C)
+    behaviour_loadings = _balanced(behaviour_loadings)
+    power = band_power_sources(settings, behaviour, rng, array_rng)  # (n_pad, K)
     raw = settings.lfp_behaviour_gain * behaviour @ behaviour_loadings  # (n_pad, C)
     raw += settings.lfp_drift_gain * drifts @ drift_loadings
     raw += settings.lfp_oscillation_gain * oscillations @ oscillation_loadings
@@ -440,13 +464,14 @@ def _gaussian_loadings(rng: np.random.Generator, dim: int, n_channels: int) -> n
     return rng.standard_normal((dim, n_channels)) / math.sqrt(max(dim, 1))
 
 
-def _balanced_loadings(rng: np.random.Generator, dim: int, n_channels: int) -> np.ndarray:
-    """(dim, C) loadings with orthogonal rows of equal norm √(C/dim) (Gaussian when C < dim).
+def _balanced(loadings: np.ndarray) -> np.ndarray:
+    """(dim, C) loadings -> orthogonal rows of equal norm √(C/dim) spanning the same space
+    (unchanged when C < dim).
 
     Every behaviour latent then reaches the channels with the same total power, which keeps the
     decodability of the LFP from swinging with the luck of one session's draw.
     """
-    loadings = _gaussian_loadings(rng, dim, n_channels)
+    dim, n_channels = loadings.shape
     if n_channels < dim:
         return loadings
     basis, _ = np.linalg.qr(loadings.T)  # (C, dim) orthonormal columns
