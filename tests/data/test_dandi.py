@@ -64,7 +64,7 @@ def test_variant_table_matches_the_spec() -> None:
 
 def test_api_url_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(DANDI_URL_ENV, raising=False)
-    assert dandi_api_url() == DEFAULT_DANDI_API_URL == "https://api.dandiarchive.org/api"
+    assert dandi_api_url() == DEFAULT_DANDI_API_URL
     monkeypatch.setenv(DANDI_URL_ENV, "http://127.0.0.1:9/api/")
     assert dandi_api_url() == "http://127.0.0.1:9/api"
 

@@ -370,3 +370,14 @@ def test_a_few_steps_reduce_the_distillation_loss():
     assert after < 0.8 * before
     assert end["cosine"] > start["cosine"]
     assert end["reconstruction_mse"] < start["reconstruction_mse"]
+
+
+def test_centred_alignment_ignores_a_direction_shared_by_every_step():
+    torch.manual_seed(0)
+    shared = torch.randn(1, 1, 8) * 10.0
+    z = torch.randn(2, 5, 8)
+    other = torch.randn(2, 5, 8)
+    raw = alignment_term(z + shared, other + shared)[1].item()
+    centred = alignment_term(z + shared, other + shared, center=True)[1].item()
+    assert raw > 0.9 and abs(centred) < 0.5
+    assert alignment_term(z + shared, z + 2 * shared, center=True)[1].item() == pytest.approx(1.0)

@@ -240,7 +240,6 @@ def _fit(
     run_dir = prepare_run_dir(
         home, config.name, dump_yaml(config), resume=resume, is_main=runtime.dist.is_main
     )
-    vocabulary = dict(zip(model.sessions, model.channel_counts, strict=True))
     result = train(
         model=model,
         objective=objective,
@@ -254,7 +253,7 @@ def _fit(
         resume=resume,
         param_groups=model.parameter_groups(config.training.weight_decay),
         extra_meta={
-            "sessions": vocabulary,
+            "sessions": model.session_counts,
             "data": {
                 "dataset": config.data.dataset,
                 "sessions": list(train_set.sessions),

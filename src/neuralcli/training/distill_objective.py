@@ -30,6 +30,10 @@ from neuralcli.training.teacher_objective import map_sessions
 class DistillLossConfig:
     alignment_weight: float = 5.0  # λ, [repro] distillation §8 and §11
     mask_ratio: float = 0.0  # §8: unknown whether the reconstruction used masked input
+    # Ours, off by default (the paper's cosine is on the raw latents): subtract each latent
+    # dimension's mean over the batch's items and steps before the cosine, so a direction
+    # shared by every step cannot make the alignment trivially high.
+    center_latents: bool = False
 
     def __post_init__(self) -> None:
         weight = self.alignment_weight
@@ -37,12 +41,21 @@ class DistillLossConfig:
             raise ValueError(f"alignment_weight must be >= 0, got {weight!r}")
         if isinstance(self.mask_ratio, bool) or not 0.0 <= self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in [0, 1), got {self.mask_ratio!r}")
+        if not isinstance(self.center_latents, bool):
+            raise ValueError(f"center_latents must be true or false, got {self.center_latents!r}")
 
 
-def alignment_term(student: Tensor, teacher: Tensor) -> tuple[Tensor, Tensor]:
+def alignment_term(
+    student: Tensor, teacher: Tensor, *, center: bool = False
+) -> tuple[Tensor, Tensor]:
     """(1 − mean cosine, mean cosine) of student and teacher latents (B, T, d) over items
-    and time steps (distillation §8), computed in float32."""
-    cosine = F.cosine_similarity(student.float(), teacher.float(), dim=-1, eps=1e-8)  # (B, T)
+    and time steps (distillation §8), computed in float32; `center` first subtracts each
+    one's mean over items and steps (per latent dimension)."""
+    student, teacher = student.float(), teacher.float()
+    if center:
+        student = student - student.mean(dim=(0, 1), keepdim=True)  # (B, T, d)
+        teacher = teacher - teacher.mean(dim=(0, 1), keepdim=True)  # (B, T, d)
+    cosine = F.cosine_similarity(student, teacher, dim=-1, eps=1e-8)  # (B, T)
     mean = cosine.mean()
     return 1.0 - mean, mean
 
@@ -101,7 +114,9 @@ class DistillationObjective:
                 f"{tuple(z_teacher.shape)} differ; give the student the teacher's d_model"
             )
         reconstruction = reconstruction_mse(out.reconstruction, targets, mask)
-        alignment, cosine = alignment_term(out.latents, z_teacher)
+        alignment, cosine = alignment_term(
+            out.latents, z_teacher, center=self.config.center_latents
+        )
         loss = reconstruction + self.config.alignment_weight * alignment
         return LossOutput(
             loss=loss,
