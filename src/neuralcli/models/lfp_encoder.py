@@ -94,7 +94,28 @@ class LfpOutput(NamedTuple):
     token_valid: Tensor | None  # (B, T*P) bool, False for padding patches; None = all valid
 
 
-class LfpEncoder(nn.Module):
+class SessionVocabulary:
+    """The session vocabulary of a model that owns a PatchTokenizer as `self.tokenizer`."""
+
+    tokenizer: PatchTokenizer
+
+    @property
+    def sessions(self) -> list[str]:
+        """Session names in vocabulary order."""
+        return self.tokenizer.sessions
+
+    @property
+    def channel_counts(self) -> list[int]:
+        """Channel (or unit) count of each session, vocabulary order."""
+        return self.tokenizer.channel_counts
+
+    @property
+    def session_counts(self) -> dict[str, int]:
+        """Session name -> channel (or unit) count, vocabulary order (model.json's "sessions")."""
+        return dict(zip(self.tokenizer.sessions, self.tokenizer.channel_counts, strict=True))
+
+
+class LfpEncoder(SessionVocabulary, nn.Module):
     """LFP (B, T, C) -> per-token reconstruction (B, T*P, S) and latents (B, T, d).
 
     `sessions` maps session name -> LFP channel count, in vocabulary order.
@@ -119,33 +140,10 @@ class LfpEncoder(nn.Module):
             ),
             sessions=sessions,
         )
-        self.encoder = TransformerEncoder(
-            config=TransformerConfig(
-                d_model=config.d_model,
-                num_layers=config.num_layers,
-                num_heads=config.num_heads,
-                mlp_ratio=config.mlp_ratio,
-                dropout=config.dropout,
-                activation=config.activation,
-                max_positions=config.max_positions,
-            )
+        self.encoder = build_transformer(
+            config, d_model=config.d_model, num_layers=config.num_layers, num_heads=config.num_heads
         )
         self.readout = nn.Linear(config.d_model, config.patch_size)
-
-    @property
-    def sessions(self) -> list[str]:
-        """Session names in vocabulary order."""
-        return self.tokenizer.sessions
-
-    @property
-    def channel_counts(self) -> list[int]:
-        """Channel count of each session, vocabulary order."""
-        return self.tokenizer.channel_counts
-
-    @property
-    def session_counts(self) -> dict[str, int]:
-        """Session name -> channel count, vocabulary order (model.json's "sessions")."""
-        return dict(zip(self.tokenizer.sessions, self.tokenizer.channel_counts, strict=True))
 
     def forward(
         self,
@@ -221,6 +219,24 @@ class LfpEncoder(nn.Module):
 
 
 # Helpers shared with the spike teacher (models/spike_teacher.py).
+
+
+def build_transformer(
+    config: Any, *, d_model: int, num_layers: int, num_heads: int
+) -> TransformerEncoder:
+    """A TransformerEncoder of the given width and depth with `config`'s shared settings
+    (mlp_ratio, dropout, activation, max_positions)."""
+    return TransformerEncoder(
+        config=TransformerConfig(
+            d_model=d_model,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            mlp_ratio=config.mlp_ratio,
+            dropout=config.dropout,
+            activation=config.activation,
+            max_positions=config.max_positions,
+        )
+    )
 
 
 def check_positive_ints(config: Any, names: Iterable[str]) -> None:

@@ -36,8 +36,9 @@ from neuralcli.models.layers.tokenizer import (
     TokenizerConfig,
     pool_time_steps,
 )
-from neuralcli.models.layers.transformer import TransformerConfig, TransformerEncoder
 from neuralcli.models.lfp_encoder import (
+    SessionVocabulary,
+    build_transformer,
     check_common,
     check_heads,
     check_positive_ints,
@@ -101,7 +102,7 @@ class TeacherOutput(NamedTuple):
     token_valid: Tensor | None  # (B, T*P) bool, False for padding patches; None = all valid
 
 
-class SpikeTeacher(nn.Module):
+class SpikeTeacher(SessionVocabulary, nn.Module):
     """MAE spike model: counts (B, T, U) -> log-rates of hidden tokens, or latents (B, T, d).
 
     `sessions` maps session name -> unit count, in vocabulary order.
@@ -124,45 +125,17 @@ class SpikeTeacher(nn.Module):
             ),
             sessions=sessions,
         )
-        self.encoder = TransformerEncoder(
-            config=TransformerConfig(
-                d_model=config.d_model,
-                num_layers=config.num_layers,
-                num_heads=config.num_heads,
-                mlp_ratio=config.mlp_ratio,
-                dropout=config.dropout,
-                activation=config.activation,
-                max_positions=config.max_positions,
-            )
+        self.encoder = build_transformer(
+            config, d_model=config.d_model, num_layers=config.num_layers, num_heads=config.num_heads
         )
         self.predictor_in = nn.Linear(config.d_model, config.predictor_d_model)
-        self.predictor = TransformerEncoder(
-            config=TransformerConfig(
-                d_model=config.predictor_d_model,
-                num_layers=config.predictor_layers,
-                num_heads=config.predictor_heads,
-                mlp_ratio=config.mlp_ratio,
-                dropout=config.dropout,
-                activation=config.activation,
-                max_positions=config.max_positions,
-            )
+        self.predictor = build_transformer(
+            config,
+            d_model=config.predictor_d_model,
+            num_layers=config.predictor_layers,
+            num_heads=config.predictor_heads,
         )
         self.rate_head = nn.Linear(config.predictor_d_model, config.patch_size)
-
-    @property
-    def sessions(self) -> list[str]:
-        """Session names in vocabulary order."""
-        return self.tokenizer.sessions
-
-    @property
-    def channel_counts(self) -> list[int]:
-        """Unit count of each session, vocabulary order."""
-        return self.tokenizer.channel_counts
-
-    @property
-    def session_counts(self) -> dict[str, int]:
-        """Session name -> unit count, vocabulary order (model.json's "sessions")."""
-        return dict(zip(self.tokenizer.sessions, self.tokenizer.channel_counts, strict=True))
 
     def forward(
         self,

@@ -316,8 +316,10 @@ def ldns_split(nlb_split: Sequence[str] | np.ndarray, *, seed: int = 42) -> Ldns
 
 
 def reach_angle(velocity: np.ndarray, bin_index: int = 50) -> np.ndarray:
-    """(n, T, 2) -> (n,) atan2(v_y, v_x) at one bin (LDNS: bin 50, ~100 ms after onset)."""
-    return np.arctan2(velocity[:, bin_index, 1], velocity[:, bin_index, 0]).astype(np.float64)
+    """(n, T, 2) -> (n,) float64 atan2(v_y, v_x) at one bin, in radians (LDNS: bin 50, ~100 ms
+    after onset; data-sources §3.1 step 7). Computed in float64 whatever the input dtype."""
+    at = np.asarray(velocity[:, bin_index], dtype=np.float64)  # (n, 2)
+    return np.arctan2(at[:, 1], at[:, 0])
 
 
 def unit_names(units: McMazeUnits) -> list[str]:

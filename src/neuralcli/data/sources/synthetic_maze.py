@@ -57,6 +57,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import lfilter
 
+from neuralcli.data.sources.mc_maze import reach_angle
 from neuralcli.evaluation.decoding import r2_score
 
 DATASET = "synthetic-maze"
@@ -271,15 +272,6 @@ def reach_velocity(settings: SyntheticMazeSettings, reaches: Reaches) -> np.ndar
     path = 10 * tau**3 - 15 * tau**4 + 6 * tau**5  # (n, T)
     heading = reaches.direction[:, None] + reaches.curvature[:, None] * path  # (n, T)
     return np.stack([speed * np.cos(heading), speed * np.sin(heading)], axis=-1)  # (n, T, 2)
-
-
-def reach_angle(velocity: np.ndarray, angle_bin: int = 50) -> np.ndarray:
-    """θ = atan2(v_y, v_x) at behaviour bin `angle_bin`, as for MC_Maze (data-sources §3.1 step 7).
-
-    velocity: (n, T, 2) -> (n,) float64 radians in (−π, π].
-    """
-    at = np.asarray(velocity[:, angle_bin], dtype=np.float64)  # (n, 2)
-    return np.arctan2(at[:, 1], at[:, 0])
 
 
 def behaviour_factors(settings: SyntheticMazeSettings, velocity: np.ndarray) -> np.ndarray:
