@@ -88,3 +88,47 @@ def test_ldns_data_bad_options_are_one_line(tmp_path, args, fragment):
     result = runner.invoke(app, ["--home", str(tmp_path), *args])
     assert result.exit_code == 2
     assert fragment in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def _strip(path: Path, member: str) -> None:
+    """Remove one part of an NWB file in place: the units table, the hand velocity or the
+    trials table's move_onset_time column (and its name in `colnames`)."""
+    import h5py
+    import numpy as np
+
+    with h5py.File(path, "r+") as handle:
+        if member == "move_onset_time":
+            trials = handle["intervals/trials"]
+            del trials["move_onset_time"]
+            names = [n for n in trials.attrs["colnames"] if n != "move_onset_time"]
+            trials.attrs["colnames"] = np.array(names, dtype=object)
+        else:
+            del handle[member]
+
+
+@pytest.mark.parametrize(
+    ("member", "fragment"),
+    [
+        ("units", "no units"),
+        ("processing/behavior", "no processing/behavior/hand_vel"),
+        ("move_onset_time", "no move_onset_time"),
+    ],
+)
+def test_mc_maze_file_missing_a_part_is_a_one_line_error(tmp_path, member, fragment):
+    from neuralcli.data.mc_maze_dataset import mc_maze_raw_paths
+
+    home = tmp_path / "home"
+    train_path, _ = mc_maze_raw_paths(home, "small")
+    train_path.parent.mkdir(parents=True)
+    write_mc_maze_train_nwb(train_path, fake_mc_maze_session())
+    _strip(train_path, member)
+    result = runner.invoke(
+        app, ["--home", str(home), "data", "segment", "mc_maze", "--variant", "small"]
+    )
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and fragment in errors[0], result.stderr
+    assert "Traceback" not in result.output
+    assert not (home / "processed" / "mc_maze").exists() or not any(
+        (home / "processed" / "mc_maze").rglob("*.h5")
+    )

@@ -32,12 +32,21 @@ def _fake_variant(home, settings):
 
 
 def test_known_datasets():
-    assert list(DATASETS) == ["lorenz", "makin", "flint", "mc_maze", "human", "synthetic-reach"]
+    assert list(DATASETS) == [
+        "lorenz",
+        "makin",
+        "flint",
+        "mc_maze",
+        "human",
+        "synthetic-maze",
+        "synthetic-reach",
+    ]
     info = get_dataset("lorenz")
     assert info.kind == "synthetic" and info.layout == "trials" and "2407.08751" in info.citation
     assert get_dataset("makin").layout == "paired" and "3854034" in get_dataset("makin").citation
     with pytest.raises(
-        DataError, match="known datasets: flint, human, lorenz, makin, mc_maze, synthetic-reach"
+        DataError,
+        match="known datasets: flint, human, lorenz, makin, mc_maze, synthetic-maze, synthetic-",
     ):
         get_dataset("mc_maze_tiny")
 

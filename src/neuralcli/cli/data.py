@@ -18,6 +18,7 @@ from neuralcli.data.mc_maze_dataset import McMazeSettings
 from neuralcli.data.registry import DATASETS, get_dataset
 from neuralcli.data.sources.dandi import MC_MAZE_VARIANTS
 from neuralcli.data.sources.lorenz import LorenzSettings
+from neuralcli.data.sources.synthetic_maze import SyntheticMazeSettings
 from neuralcli.data.synthetic_reach_dataset import SyntheticReachDatasetSettings
 from neuralcli.errors import ConfigError
 from neuralcli.pipelines.data_info import data_info
@@ -25,8 +26,8 @@ from neuralcli.pipelines.fetch import (
     RawFetchResult,
     dataset_status,
     fetch_flint_files,
-    fetch_lorenz,
     fetch_makin_files,
+    fetch_simulated,
     raw_session_status,
 )
 from neuralcli.pipelines.human import fetch_human, segment_human
@@ -92,7 +93,8 @@ def _only_for(dataset: str, allowed: tuple[str, ...], **given: Any) -> None:
         "neuralcli data fetch makin --sessions 20160622_01,20161013_03 --dry-run | "
         "neuralcli data fetch flint --from ~/Downloads | "
         "neuralcli data fetch mc_maze --variant small --dry-run | neuralcli data fetch human | "
-        "neuralcli data fetch synthetic-reach --sessions 12 --seed 0"
+        "neuralcli data fetch synthetic-reach --sessions 12 --seed 0 | "
+        "neuralcli data fetch synthetic-maze --set n_trials=600"
     ),
 )
 @handle_errors
@@ -126,7 +128,8 @@ def fetch(
         typer.Option("--accept-terms", help="flint: accept the CRCNS terms; download as guest"),
     ] = False,
     seed: Annotated[
-        int | None, typer.Option("--seed", help="lorenz/synthetic-reach: simulation seed")
+        int | None,
+        typer.Option("--seed", help="lorenz/synthetic-reach/synthetic-maze: simulation seed"),
     ] = None,
     n_trials: Annotated[int, typer.Option("--n-trials", help="lorenz: trials")] = 5000,
     length: Annotated[int, typer.Option("--length", help="lorenz: bins per trial")] = 256,
@@ -135,7 +138,8 @@ def fetch(
         list[str] | None,
         typer.Option(
             "--set",
-            help="synthetic-reach: a setting, e.g. simulation.seconds_per_session=60",
+            help="synthetic-reach/synthetic-maze: a setting, e.g. "
+            "simulation.seconds_per_session=60 or n_trials=600",
         ),
     ] = None,
 ) -> None:
@@ -146,21 +150,27 @@ def fetch(
     _only_for(dataset, ("mc_maze",), variant=variant)
     _only_for(dataset, ("flint",), from_dir=from_dir, accept_terms=accept_terms)
     _only_for(dataset, ("makin", "synthetic-reach"), sessions=sessions)
-    _only_for(dataset, ("lorenz", "synthetic-reach"), seed=seed)
-    _only_for(dataset, ("synthetic-reach",), overrides=overrides)
+    _only_for(dataset, ("lorenz", "synthetic-reach", "synthetic-maze"), seed=seed)
+    _only_for(dataset, ("synthetic-reach", "synthetic-maze"), overrides=overrides)
     home = options().home_path
-    if dataset == "lorenz":
-        settings = build_config(
-            LorenzSettings,
-            {
-                "n_trials": n_trials,
-                "length": length,
-                "n_neurons": n_neurons,
-                "seed": 42 if seed is None else seed,
-            },
-        )
+    if dataset in ("lorenz", "synthetic-maze"):
+        if dataset == "lorenz":
+            settings = build_config(
+                LorenzSettings,
+                {
+                    "n_trials": n_trials,
+                    "length": length,
+                    "n_neurons": n_neurons,
+                    "seed": 42 if seed is None else seed,
+                },
+            )
+        else:
+            base = SyntheticMazeSettings().to_dict()
+            if seed is not None:
+                base["seed"] = seed
+            settings = build_config(SyntheticMazeSettings, base, overrides)
         with RichReporter() as reporter:
-            result = fetch_lorenz(home, settings, reporter=reporter)
+            result = fetch_simulated(home, dataset, settings, reporter=reporter)
         payload = {
             "dataset": result.dataset,
             "directory": str(result.directory),

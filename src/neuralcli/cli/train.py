@@ -1,7 +1,8 @@
-"""`neuralcli train ae|diffusion|teacher|student`."""
+"""`neuralcli train ae|diffusion|spike-history|teacher|student`."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -23,10 +24,15 @@ from neuralcli.cli.runtime_options import (
     SeedOption,
     make_runtime,
 )
-from neuralcli.config.schemas import stage_config
+from neuralcli.config.build import build_config
+from neuralcli.config.schemas import SpikeHistoryRunConfig, stage_config
+from neuralcli.models.autoencoder import SpikeAutoencoder
+from neuralcli.pipelines.runs import resolve_run_dir
 from neuralcli.pipelines.train_ae import TrainRunResult, train_autoencoder
 from neuralcli.pipelines.train_diffusion import train_diffusion
 from neuralcli.pipelines.train_paired import train_student, train_teacher
+from neuralcli.pipelines.train_spike_history import train_spike_history
+from neuralcli.runtime.checkpoint import read_model_meta
 
 app = typer.Typer(help="Train models.", no_args_is_help=True)
 
@@ -124,6 +130,67 @@ def train_diffusion_command(
     _train(
         "diffusion",
         train_diffusion,
+        config,
+        resume=resume,
+        device=device,
+        precision=precision,
+        seed=seed,
+        compile=compile,
+    )
+
+
+def spike_history_config(
+    ae: str, preset: str | None, overrides: list[str] | None, name: str | None
+) -> SpikeHistoryRunConfig:
+    """The run config: the preset's `spike-history` section, or else the defaults (LDNS §5)
+    sized to the AE: model.n_neurons from its model.json, named after it (ae-monkey ->
+    spike-history-monkey)."""
+    if preset is not None:
+        return stage_config(preset, "spike-history", overrides, assign={"name": name})
+    ae_dir = resolve_run_dir(ae, options().home_path)
+    meta = read_model_meta(ae_dir, expected_kind=SpikeAutoencoder.kind)
+    ae_name = ae_dir.name.removeprefix("ae-") or ae_dir.name
+    section = {
+        "name": name or f"spike-history-{ae_name}",
+        "model": {"n_neurons": meta["config"].get("n_neurons")},
+    }
+    return build_config(SpikeHistoryRunConfig, section, overrides)
+
+
+@app.command(
+    "spike-history",
+    epilog=(
+        "Example: neuralcli train spike-history --ae runs/ae-monkey --set training.epochs=3000"
+    ),
+)
+@handle_errors
+def train_spike_history_command(
+    ae: Annotated[
+        str,
+        typer.Option("--ae", help="Trained autoencoder run whose rates the GLM refines"),
+    ],
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            "--preset",
+            "-p",
+            help="Preset with a spike-history section (default: LDNS §5 recipe sized to the AE)",
+        ),
+    ] = None,
+    set_: SetOption = None,
+    name: NameOption = None,
+    resume: ResumeOption = False,
+    device: DeviceOption = None,
+    precision: PrecisionOption = None,
+    seed: SeedOption = None,
+    compile: CompileOption = None,
+) -> None:
+    """Fit the spike-history GLM ("LDNS + spike history", LDNS §5) teacher-forced on the AE's
+    training spikes and log rates; writes runs/<name>/ with model.json recording the AE."""
+    config = spike_history_config(ae, preset, set_, name)
+    _train(
+        "spike-history",
+        functools.partial(train_spike_history, ae_run=ae),
         config,
         resume=resume,
         device=device,

@@ -13,16 +13,20 @@ from typing import Any
 from neuralcli.config.build import _closest, build_config
 from neuralcli.config.distill_schemas import DistillRunConfig, StudentRunConfig, TeacherRunConfig
 from neuralcli.config.presets import load_preset
+from neuralcli.data.human_dataset import HumanSettings
+from neuralcli.data.mc_maze_dataset import McMazeSettings
 from neuralcli.data.sources.lorenz import LorenzSettings
+from neuralcli.data.sources.synthetic_maze import SyntheticMazeSettings
 from neuralcli.errors import ConfigError
 from neuralcli.models.autoencoder import AutoencoderConfig
 from neuralcli.models.denoiser import DenoiserConfig
+from neuralcli.models.spike_history import SpikeHistoryConfig
 from neuralcli.training.ae_objective import AutoencoderLossConfig
 from neuralcli.training.config import TrainingConfig
 from neuralcli.training.diffusion_objective import DiffusionLossConfig
 
-DATASETS = ("lorenz",)
-STAGES = ("ae", "diffusion", "teacher", "student", "distill")
+DATASETS = ("lorenz", "mc_maze", "human", "synthetic-maze")
+STAGES = ("ae", "diffusion", "spike-history", "teacher", "student", "distill")
 
 
 @dataclass
@@ -31,6 +35,9 @@ class DataConfig:
 
     dataset: str = "lorenz"
     lorenz: LorenzSettings = field(default_factory=LorenzSettings)
+    mc_maze: McMazeSettings = field(default_factory=McMazeSettings)
+    human: HumanSettings = field(default_factory=HumanSettings)
+    synthetic_maze: SyntheticMazeSettings = field(default_factory=SyntheticMazeSettings)
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -39,8 +46,9 @@ class DataConfig:
             )
 
     def settings(self) -> Any:
-        """The settings object of the chosen dataset."""
-        return getattr(self, self.dataset)
+        """The settings object of the chosen dataset (section `synthetic_maze` for
+        synthetic-maze)."""
+        return getattr(self, self.dataset.replace("-", "_"))
 
 
 @dataclass
@@ -74,9 +82,49 @@ class DiffusionRunConfig:
     )
 
 
+def _spike_history_training() -> TrainingConfig:
+    """LDNS §5: AdamW lr 0.1, weight decay 0.01, 3000 full-batch epochs, no clipping.
+
+    The recipe names no schedule; no warm-up and a horizon 1000× the run keep the loop's cosine
+    factor above 0.99999, i.e. a constant learning rate.
+    """
+    return TrainingConfig(
+        epochs=3000,
+        lr=0.1,
+        weight_decay=0.01,
+        warmup_epochs=0,
+        lr_horizon_factor=1000.0,
+        grad_clip=0.0,
+        val_every_epochs=100,
+        checkpoint_every_steps=500,
+        log_every_steps=50,
+    )
+
+
+@dataclass
+class SpikeHistoryRunConfig:
+    """A spike-history run. `full_batch`: one step per epoch over every training trial (the
+    published recipe), overriding training.batch_size; false trains on mini-batches of
+    training.batch_size. `rates_batch_size`: trials per AE forward pass when computing rates."""
+
+    name: str = "spike-history-monkey"
+    model: SpikeHistoryConfig = field(default_factory=SpikeHistoryConfig)
+    training: TrainingConfig = field(default_factory=_spike_history_training)
+    full_batch: bool = True
+    rates_batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.full_batch, bool):
+            raise ValueError(f"full_batch must be true or false, got {self.full_batch!r}")
+        size = self.rates_batch_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"rates_batch_size must be a positive integer, got {size!r}")
+
+
 STAGE_SCHEMAS: dict[str, type] = {
     "ae": AutoencoderRunConfig,
     "diffusion": DiffusionRunConfig,
+    "spike-history": SpikeHistoryRunConfig,
     "teacher": TeacherRunConfig,
     "student": StudentRunConfig,
     "distill": DistillRunConfig,

@@ -2,8 +2,9 @@
 
 To add a dataset, add one `DatasetInfo` row to `DATASETS`: its name, kind, description,
 citation, the settings dict of its default processed variant and what to run when it is
-missing. Trial datasets (Lorenz, MC_Maze, human) hold trials split train/val/test; paired
-datasets (Makin, Flint, synthetic-reach) hold one file per session of 5 s segments.
+missing. Trial datasets (Lorenz, MC_Maze, human, synthetic-maze) hold trials split
+train/val/test; paired datasets (Makin, Flint, synthetic-reach) hold one file per session of
+5 s segments.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from neuralcli.data import (
     lorenz_dataset,
     makin_dataset,
     mc_maze_dataset,
+    synthetic_maze_dataset,
     synthetic_reach_dataset,
 )
 from neuralcli.data.store import (
@@ -128,6 +130,19 @@ DATASETS: dict[str, DatasetInfo] = {
         source="https://datadryad.org/stash/dataset/doi:10.5061/dryad.x69p8czpq",
         default_settings=human_dataset.human_settings_dict,
         remedy=human_dataset.REMEDY,
+    ),
+    "synthetic-maze": DatasetInfo(
+        name="synthetic-maze",
+        kind="synthetic",
+        layout="trials",
+        description=(
+            "Simulated MC_Maze-like reaching: 182 Poisson neurons tuned to hand velocity, 140 "
+            "bins of 5 ms around movement onset, 24 reach directions, velocity and reach angle"
+        ),
+        citation="neuralcli (simulated; no publication)",
+        source="simulated locally (no download)",
+        default_settings=synthetic_maze_dataset.synthetic_maze_settings_dict,
+        remedy=synthetic_maze_dataset.REMEDY,
     ),
     "synthetic-reach": DatasetInfo(
         name="synthetic-reach",

@@ -5,13 +5,22 @@ Two formats hold generated spike trains, both (trials, time, neurons) in bins of
 
 * `.npz` (numpy): arrays `spikes` (n, T, N) int, `rates` (n, T, N) float32, `latents`
   (n, T, d) float32, `bin_seconds` (scalar) and `metadata_json` (0-d unicode array holding
-  the generating run and settings as JSON). Loads without pickle.
+  the generating run and settings as JSON). Loads without pickle. Samples of a conditioned
+  model (LDNS §9) add the condition they were drawn with, only the arrays that apply:
+  `condition_angle` (n,) float32 reach angle in radians, `condition_velocity` (n, T, 2)
+  float32 hand velocity in m/s, `mask` (n, T) uint8 with 1 = real bin (variable-length
+  samples are right-padded to the longest; padded bins hold zeros).
 * `.nwb` (NWB 2, pynwb): one Units row per neuron with its spike times; one row per sample
   in the "trials" table, trials back to back separated by `trial_gap_seconds`; a bin with
   count c holds c spikes evenly spaced inside it, at (j + ½)/c of the bin (j = 0 … c−1), so
   rebinning recovers the counts exactly. The file's `notes` field holds JSON:
   {"format": "neuralcli.samples", "format_version": 1, "bin_seconds", "num_bins",
   "trial_gap_seconds", "metadata": {...}}; `read_samples_nwb` needs it to rebin.
+  Conditions: trials-table columns `condition_angle` (radians) and `length` (real bins; a
+  trial's stop_time is then the end of its last real bin), and an acquisition TimeSeries
+  `condition_velocity` (m/s, two columns x/y) with one timestamp per bin (the bin's start)
+  in the same concatenated trial time as the spikes; `read_samples_nwb_conditions` reads
+  them back as the npz arrays.
 
 Both writers go through `atomic_path`, so an interrupted write never leaves half a file.
 """
@@ -49,6 +58,13 @@ class Samples(NamedTuple):
     latents: np.ndarray  # (n, T, d) float32 un-standardised latents
     bin_seconds: float
     metadata: dict[str, Any]
+    # The condition of a conditioned model (LDNS §9); None when the file has none.
+    condition_angle: np.ndarray | None = None  # (n,) float32 radians
+    condition_velocity: np.ndarray | None = None  # (n, T, 2) float32 m/s
+    mask: np.ndarray | None = None  # (n, T) uint8, 1 = real bin
+
+
+CONDITION_ARRAYS = ("condition_angle", "condition_velocity", "mask")
 
 
 def write_samples_npz(
@@ -59,11 +75,16 @@ def write_samples_npz(
     latents: np.ndarray,
     bin_seconds: float,
     metadata: dict[str, Any],
+    condition_angle: np.ndarray | None = None,
+    condition_velocity: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
 ) -> Path:
     """Write generated samples to `path` (exactly that name) atomically; returns the path.
 
     spikes: (n, T, N) non-negative integer counts; rates: (n, T, N); latents: (n, T, d).
     metadata: JSON-serialisable description of the generating run and settings.
+    Optional conditions (written only when given): condition_angle (n,) radians,
+    condition_velocity (n, T, 2) m/s, mask (n, T) 0/1.
     """
     path = Path(path)
     spikes = np.asarray(spikes)
@@ -77,6 +98,12 @@ def write_samples_npz(
             f"latents shape {latents.shape} must be (n, T, d) with (n, T) = {spikes.shape[:2]}"
         )
     _check_bin_seconds(bin_seconds)
+    conditions = _checked_conditions(
+        spikes.shape[:2],
+        condition_angle=condition_angle,
+        condition_velocity=condition_velocity,
+        mask=mask,
+    )
     metadata_json = json.dumps(metadata, sort_keys=True)
     # np.savez appends ".npz" to a path that lacks it; a file handle keeps the name we chose.
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
@@ -87,6 +114,7 @@ def write_samples_npz(
             latents=latents,
             bin_seconds=np.float64(bin_seconds),
             metadata_json=np.array(metadata_json),
+            **conditions,
         )
     return path
 
@@ -105,12 +133,22 @@ def read_samples_npz(path: str | os.PathLike) -> Samples:
         rates = _load_member(archive, "rates", path)
         latents = _load_member(archive, "latents", path)
         metadata = json.loads(str(_load_member(archive, "metadata_json", path).item()))
+        stored = {
+            name: _load_member(archive, name, path)
+            for name in CONDITION_ARRAYS
+            if name in archive.files
+        }
+    try:
+        conditions = _checked_conditions(spike_array.spikes.shape[:2], **stored)
+    except ValueError as err:
+        raise DataError(f"{path}: {err}; regenerate it with `neuralcli sample`") from None
     return Samples(
         spikes=spike_array.spikes,
         rates=rates.astype(np.float32, copy=False),
         latents=latents.astype(np.float32, copy=False),
         bin_seconds=spike_array.bin_seconds,
         metadata=metadata,
+        **conditions,
     )
 
 
@@ -122,9 +160,17 @@ def write_samples_nwb(
     metadata: dict[str, Any],
     session_description: str,
     trial_gap_seconds: float = 1.0,
+    condition_angle: np.ndarray | None = None,
+    condition_velocity: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
 ) -> Path:
-    """Write spike counts (n, T, N) as an NWB file of spike times (layout: module docstring)."""
-    from pynwb import NWBHDF5IO, NWBFile
+    """Write spike counts (n, T, N) as an NWB file of spike times (layout: module docstring).
+
+    Optional conditions as in `write_samples_npz`: condition_angle (n,) radians and the real
+    length of each trial (from mask (n, T), right-padded) become trials-table columns,
+    condition_velocity (n, T, 2) m/s an acquisition TimeSeries in trial time.
+    """
+    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
 
     path = Path(path)
     spikes = np.asarray(spikes)
@@ -133,6 +179,12 @@ def write_samples_nwb(
     if not (np.isfinite(trial_gap_seconds) and trial_gap_seconds >= 0):
         raise ValueError(f"trial_gap_seconds must be finite and >= 0, got {trial_gap_seconds}")
     n, num_bins, num_neurons = spikes.shape
+    conditions = _checked_conditions(
+        (n, num_bins),
+        condition_angle=condition_angle,
+        condition_velocity=condition_velocity,
+        mask=mask,
+    )
     trial_seconds = num_bins * bin_seconds
     starts = np.arange(n) * (trial_seconds + trial_gap_seconds)  # (n,)
     notes = {
@@ -149,8 +201,37 @@ def write_samples_nwb(
         session_start_time=datetime.datetime.now(datetime.timezone.utc),
         notes=json.dumps(notes, sort_keys=True),
     )
-    for start in starts:
-        nwbfile.add_trial(start_time=float(start), stop_time=float(start + trial_seconds))
+    columns: dict[str, np.ndarray] = {}
+    if "condition_angle" in conditions:
+        nwbfile.add_trial_column(
+            name="condition_angle", description="reach angle the sample was conditioned on, rad"
+        )
+        columns["condition_angle"] = conditions["condition_angle"].astype(np.float64)
+    lengths = np.full(n, num_bins, dtype=np.int64)
+    if "mask" in conditions:
+        nwbfile.add_trial_column(
+            name="length", description="real bins of the trial (the rest is padding)"
+        )
+        lengths = conditions["mask"].sum(axis=1).astype(np.int64)  # right-padded: bins 0..L-1
+        columns["length"] = lengths
+    for row, start in enumerate(starts):
+        nwbfile.add_trial(
+            start_time=float(start),
+            stop_time=float(start + lengths[row] * bin_seconds),
+            **{name: values[row].item() for name, values in columns.items()},
+        )
+    if "condition_velocity" in conditions:
+        bin_starts = starts[:, None] + np.arange(num_bins) * bin_seconds  # (n, T)
+        nwbfile.add_acquisition(
+            TimeSeries(
+                name="condition_velocity",
+                data=conditions["condition_velocity"].reshape(n * num_bins, 2),
+                unit="m/s",
+                timestamps=bin_starts.reshape(-1),
+                description="hand velocity (x, y) the samples were conditioned on, one row "
+                "per bin at the bin's start",
+            )
+        )
     for neuron in range(num_neurons):
         nwbfile.add_unit(
             spike_times=_spike_times(spikes[:, :, neuron], starts, bin_seconds), id=neuron
@@ -204,6 +285,54 @@ def read_samples_nwb(path: str | os.PathLike) -> SpikeArray:
         flat = trial[inside][keep] * num_bins + bins[keep]
         counts[:, :, neuron] = np.bincount(flat, minlength=n * num_bins).reshape(n, num_bins)
     return SpikeArray(spikes=counts, bin_seconds=bin_seconds)
+
+
+def read_samples_nwb_conditions(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The conditions a file from `write_samples_nwb` holds, keyed like the npz arrays.
+
+    Returns only those present: condition_angle (n,) float32 radians, condition_velocity
+    (n, T, 2) float32 m/s, mask (n, T) uint8 rebuilt from the trials' `length` column.
+    """
+    from pynwb import NWBHDF5IO
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file; check the path to the .nwb samples file")
+    try:
+        with NWBHDF5IO(str(path), mode="r") as nwb_io:
+            nwbfile = nwb_io.read()
+            notes = _parse_notes(nwbfile.notes, path)
+            if nwbfile.trials is None:
+                raise DataError(f"{path}: no trials table; not a `neuralcli sample` NWB file")
+            trials = nwbfile.trials
+            n = len(trials)
+            found: dict[str, np.ndarray] = {}
+            if "condition_angle" in trials.colnames:
+                found["condition_angle"] = np.asarray(trials["condition_angle"].data[:])
+            if "length" in trials.colnames:
+                found["length"] = np.asarray(trials["length"].data[:])
+            if "condition_velocity" in nwbfile.acquisition:
+                found["condition_velocity"] = np.asarray(
+                    nwbfile.acquisition["condition_velocity"].data[:]
+                )
+    except DataError:
+        raise
+    except Exception as err:  # h5py/hdmf raise many types for a file that is not NWB
+        raise DataError(
+            f"{path}: cannot read as NWB ({type(err).__name__}: {err}); "
+            "check that the file is an NWB file written by `neuralcli sample`"
+        ) from err
+    num_bins = notes["num_bins"]
+    conditions: dict[str, np.ndarray] = {}
+    if "condition_angle" in found:
+        conditions["condition_angle"] = found["condition_angle"].astype(np.float32)
+    if "condition_velocity" in found:
+        velocity = found["condition_velocity"].astype(np.float32)  # (n·T, 2)
+        conditions["condition_velocity"] = velocity.reshape(n, num_bins, 2)
+    if "length" in found:
+        lengths = found["length"].astype(np.int64)  # (n,)
+        conditions["mask"] = (np.arange(num_bins)[None] < lengths[:, None]).astype(np.uint8)
+    return conditions
 
 
 def read_spike_array(path_or_obj: str | os.PathLike | IO[bytes] | np.ndarray) -> SpikeArray:
@@ -318,6 +447,36 @@ def _check_counts_for_writing(spikes: np.ndarray) -> None:
         raise ValueError(f"spikes must hold integer counts, got dtype {spikes.dtype}")
     if (spikes < 0).any():
         raise ValueError("spikes must be non-negative counts")
+
+
+def _checked_conditions(
+    trials_and_bins: tuple[int, ...], **given: np.ndarray | None
+) -> dict[str, np.ndarray]:
+    """The given conditions as their stored dtypes, checked against (n, T) (ValueError)."""
+    n, num_bins = trials_and_bins
+    expected = {
+        "condition_angle": ((n,), np.float32),
+        "condition_velocity": ((n, num_bins, 2), np.float32),
+        "mask": ((n, num_bins), np.uint8),
+    }
+    out = {}
+    for name, value in given.items():
+        if value is None:
+            continue
+        shape, dtype = expected[name]
+        value = np.asarray(value)
+        if value.shape != shape:
+            raise ValueError(
+                f"{name} shape {value.shape} must be {shape} for (n, T) = {(n, num_bins)}"
+            )
+        if not (np.issubdtype(value.dtype, np.number) or value.dtype == np.bool_):
+            raise ValueError(f"{name} must be numeric, got dtype {value.dtype}")
+        if not np.isfinite(value).all():
+            raise ValueError(f"{name} has NaN or infinite values")
+        if name == "mask" and not np.isin(value, (0, 1)).all():
+            raise ValueError("mask must hold only 0 and 1")
+        out[name] = value.astype(dtype, copy=False)
+    return out
 
 
 def _check_bin_seconds(bin_seconds: float) -> None:

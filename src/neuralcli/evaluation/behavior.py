@@ -19,10 +19,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from sklearn.linear_model import Ridge
-from sklearn.metrics import r2_score
 
 from neuralcli.errors import DataError
+
+# sklearn is imported inside the functions that use it: importing it loads rich (its
+# progress-bar callbacks), which the library keeps out of (the CLI owns the console).
 
 RIDGE_ALPHA = 1e-6  # LDNS §11.3
 ANGLE_BIN = 50  # data-sources §3.1 step 7
@@ -93,6 +94,8 @@ def fit_velocity_decoder(
     rates = _trials(rates, "rates")
     velocity = _trials(velocity, "velocity", last=2)
     _same_trials(rates, velocity, "rates", "velocity")
+    from sklearn.linear_model import Ridge
+
     model = Ridge(alpha=alpha)
     model.fit(
         rates.reshape(-1, rates.shape[2]).astype(np.float64),
@@ -123,6 +126,8 @@ def velocity_r2(predicted: np.ndarray, condition: np.ndarray) -> float:
         raise DataError(
             f"predicted {predicted.shape} and condition {condition.shape} velocities must match"
         )
+    from sklearn.metrics import r2_score
+
     return float(
         r2_score(condition.reshape(-1, 2), predicted.reshape(-1, 2), multioutput="uniform_average")
     )

@@ -50,6 +50,7 @@ def plot_condition_rates(
     path: str | os.PathLike,
     *,
     neurons: list[int] | None = None,
+    neuron_labels: list[int] | None = None,
     n_angle_bins: int = 8,
     bin_seconds: float = 1.0,
 ) -> Path:
@@ -59,10 +60,11 @@ def plot_condition_rates(
     colour per angle sector of [−π, π). Rates are per bin, shown in Hz unless bin_seconds is 1.
     real_rates: (n, T, N) (e.g. AE rates or smoothed spikes of real trials), real_angles: (n,)
     radians; sampled_rates: (m, T, N) rates of angle-conditioned samples, sampled_angles: (m,)
-    their condition.
+    their condition. neuron_labels: the panel titles' neuron numbers, one per entry of
+    `neurons` (default: `neurons` itself), for rates that hold a subset of the population.
     """
-    real_rates = np.asarray(real_rates, dtype=np.float64)
-    sampled_rates = np.asarray(sampled_rates, dtype=np.float64)
+    real_rates = np.asarray(real_rates)
+    sampled_rates = np.asarray(sampled_rates)
     real_angles = np.asarray(real_angles, dtype=np.float64).reshape(-1)
     sampled_angles = np.asarray(sampled_angles, dtype=np.float64).reshape(-1)
     if real_rates.ndim != 3 or sampled_rates.ndim != 3:
@@ -71,6 +73,9 @@ def plot_condition_rates(
         raise DataError("pass one angle per trial for both the real and the sampled rates")
     if neurons is None:
         neurons = np.argsort(real_rates.mean(axis=(0, 1)))[::-1][:4].tolist()
+    labels = list(neurons) if neuron_labels is None else list(neuron_labels)
+    if len(labels) != len(neurons):
+        raise DataError(f"pass one label per neuron: {len(neurons)} neurons, {len(labels)} labels")
     scale = 1.0 if bin_seconds == 1.0 else 1.0 / bin_seconds
     unit = "spikes/bin" if bin_seconds == 1.0 else "Hz"
     real_sector = angle_bin_index(real_angles, n_angle_bins)
@@ -79,7 +84,7 @@ def plot_condition_rates(
 
     figure = Figure(figsize=(4 * len(neurons), 3.8), layout="constrained")
     panels = figure.subplots(1, len(neurons), squeeze=False)[0]
-    for axes, neuron in zip(panels, neurons, strict=True):
+    for axes, neuron, neuron_label in zip(panels, neurons, labels, strict=True):
         for sector in range(n_angle_bins):
             for rates, sectors, style in (
                 (real_rates, real_sector, _REAL_STYLE),
@@ -89,14 +94,14 @@ def plot_condition_rates(
                 if not chosen.any():
                     continue
                 time, label = _time_axis(rates.shape[1], bin_seconds)
-                mean = rates[chosen, :, neuron].mean(axis=0) * scale  # (T,)
+                mean = rates[chosen, :, neuron].mean(axis=0, dtype=np.float64) * scale  # (T,)
                 legend = None
                 if style == _REAL_STYLE and axes is panels[0]:
                     low = -180 + 360 * sector / n_angle_bins
                     legend = f"{low:.0f}° to {low + 360 / n_angle_bins:.0f}°"
                 axes.plot(time, mean, style, color=colours[sector], linewidth=1.2, label=legend)
                 axes.set_xlabel(label)
-        axes.set_title(f"neuron {neuron}")
+        axes.set_title(f"neuron {neuron_label}")
         axes.set_ylabel(f"mean rate ({unit})")
     panels[0].legend(frameon=False, fontsize="x-small", title="reach angle")
     figure.suptitle(

@@ -180,11 +180,14 @@ class Table1:
 
 def _summarise(method: str, n_trials: int, runs: list[SpikeComparison]) -> Table1Row:
     values = {name: np.array([getattr(run, name) for run in runs]) for name in METRIC_NAMES}
+    # An infinite D_KL (model density 0 where the data's is not) makes its std NaN, quietly.
+    with np.errstate(invalid="ignore"):
+        std = {name: float(np.std(v)) for name, v in values.items()}
     return Table1Row(
         method=method,
         n_trials=n_trials,
         mean={name: float(np.mean(v)) for name, v in values.items()},
-        std={name: float(np.std(v)) for name, v in values.items()},
+        std=std,
         runs=tuple(runs),
     )
 

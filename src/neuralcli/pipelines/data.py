@@ -10,26 +10,36 @@ from typing import Any
 
 import numpy as np
 
-from neuralcli.data.datasets import load_split
-from neuralcli.data.lorenz_dataset import (
-    is_prepared,
-    lorenz_settings_dict,
-    prepare_lorenz,
-    settings_from_dict,
-)
-from neuralcli.data.registry import DATASETS, parse_dataset_ref
+from neuralcli.data.registry import DATASETS, parse_dataset_ref, resolve_variant
 from neuralcli.data.samples import read_samples_nwb, read_spike_array
-from neuralcli.data.sources.lorenz import LorenzSettings
-from neuralcli.data.store import settings_hash
+from neuralcli.data.store import read_session, settings_hash
+from neuralcli.data.trial_datasets import (
+    LORENZ_BIN_SECONDS,
+    TRIAL_DATASETS,
+    TrialConditions,
+    TrialDataset,
+    get_trial_dataset,
+    split_arrays,
+)
 from neuralcli.errors import DataError
 from neuralcli.pipelines.progress import ProgressReporter, SilentReporter
 
-LORENZ_BIN_SECONDS = 1.0  # Lorenz time is in bins (LDNS §11: fps = 1)
+__all__ = [
+    "LORENZ_BIN_SECONDS",
+    "LoadedSpikes",
+    "SpikeSplits",
+    "TrialConditions",
+    "load_spike_splits",
+    "load_spikes",
+]
+
+SPLIT_NAMES = ("train", "val", "test")
 
 
 @dataclass
 class SpikeSplits:
-    """Train/val/test spike counts (n, T, N) of one processed dataset variant."""
+    """Train/val/test spike counts (n, T, N) of one processed dataset variant, with the
+    behaviour of each split (`conditions`, keyed train / val / test)."""
 
     dataset: str
     settings: dict[str, Any]
@@ -37,17 +47,23 @@ class SpikeSplits:
     val: np.ndarray
     test: np.ndarray
     bin_seconds: float
+    conditions: dict[str, TrialConditions] = field(default_factory=dict)
 
     @property
     def n_neurons(self) -> int:
         return int(self.train.shape[-1])
 
+    def conditions_of(self, split: str) -> TrialConditions:
+        return self.conditions.get(split) or TrialConditions()
+
     def describe(self) -> dict[str, Any]:
         """What model.json records so later stages can find the same data."""
+        info = get_trial_dataset(self.dataset)
+        settings = info.settings_from_dict(self.settings)
         return {
             "dataset": self.dataset,
             "settings": self.settings,
-            "settings_hash": settings_hash(lorenz_settings_dict(settings_from_dict(self.settings))),
+            "settings_hash": settings_hash(info.settings_dict(settings)),
             "n_train": int(self.train.shape[0]),
             "n_val": int(self.val.shape[0]),
             "n_test": int(self.test.shape[0]),
@@ -55,33 +71,44 @@ class SpikeSplits:
         }
 
 
-def ensure_lorenz(home: Path, settings: LorenzSettings, reporter: ProgressReporter) -> None:
-    """Simulate the Lorenz variant if it is not on disk yet (it is synthetic and cheap)."""
-    if is_prepared(home, settings):
+def ensure_prepared(
+    home: Path, info: TrialDataset, settings: Any, reporter: ProgressReporter
+) -> None:
+    """Simulate a synthetic dataset that is not on disk yet; DataError for a missing download."""
+    if info.is_prepared(home, settings):
         return
-    reporter.message(
-        f"simulating Lorenz data ({settings.n_trials} trials x {settings.length} bins)"
-    )
-    task = "simulate lorenz"
-    reporter.start(task, settings.n_trials)
-    prepare_lorenz(home, settings, on_progress=lambda done, total: reporter.update(task, done))
+    if info.simulate is None:
+        raise DataError(
+            f"{info.name} with these settings is not prepared under {home}; run `{info.missing}`"
+        )
+    reporter.message(f"simulating {info.name} data (first use of these settings)")
+    task = f"simulate {info.name}"
+    if info.name == "lorenz":
+        reporter.start(task, settings.n_trials)
+        info.simulate(home, settings, on_progress=lambda done, total: reporter.update(task, done))
+    else:
+        reporter.start(task, 1)
+        info.simulate(home, settings)
     reporter.finish(task)
 
 
 def load_spike_splits(
     home: Path, data_config: Any, *, reporter: ProgressReporter | None = None
 ) -> SpikeSplits:
-    """Train/val/test spikes of `data_config` (a config.schemas.DataConfig)."""
+    """Train/val/test spikes and conditions of `data_config` (a config.schemas.DataConfig)."""
     reporter = reporter or SilentReporter()
-    if data_config.dataset != "lorenz":
-        raise DataError(f"dataset {data_config.dataset!r} cannot be trained on yet")
-    settings = data_config.lorenz
-    ensure_lorenz(home, settings, reporter)
-    arrays = {split: load_split(home, settings, split) for split in ("train", "val", "test")}
+    info = get_trial_dataset(data_config.dataset)
+    settings = data_config.settings()
+    ensure_prepared(home, info, settings, reporter)
+    session = info.load(home, settings, arrays=list(info.arrays))
+    arrays, conditions = {}, {}
+    for split in SPLIT_NAMES:
+        arrays[split], conditions[split] = split_arrays(session, split)
     return SpikeSplits(
-        dataset="lorenz",
+        dataset=info.name,
         settings=settings.to_dict(),
-        bin_seconds=LORENZ_BIN_SECONDS,
+        bin_seconds=info.bin_seconds(session),
+        conditions=conditions,
         **arrays,
     )
 
@@ -95,6 +122,7 @@ class LoadedSpikes:
     label: str
     origin: Path | None = None  # the file, when the spikes came from one
     metadata: dict[str, Any] = field(default_factory=dict)
+    conditions: TrialConditions = field(default_factory=TrialConditions)
 
 
 def load_spikes(ref: str | Path, home: Path, *, prefer_data: dict | None = None) -> LoadedSpikes:
@@ -118,7 +146,12 @@ def load_spikes(ref: str | Path, home: Path, *, prefer_data: dict | None = None)
         return LoadedSpikes(array.spikes, array.bin_seconds, str(path), origin=path)
     array = read_spike_array(path)
     return LoadedSpikes(
-        array.spikes, array.bin_seconds, str(path), origin=path, metadata=_npz_metadata(path)
+        array.spikes,
+        array.bin_seconds,
+        str(path),
+        origin=path,
+        metadata=_npz_metadata(path),
+        conditions=_npz_conditions(path),
     )
 
 
@@ -132,14 +165,47 @@ def _npz_metadata(path: Path) -> dict[str, Any]:
             return {}
 
 
+# Optional arrays of a samples .npz that hold the condition of each sample.
+_NPZ_CONDITIONS = {"angle": "condition_angle", "velocity": "condition_velocity", "mask": "mask"}
+
+
+def _npz_conditions(path: Path) -> TrialConditions:
+    if path.suffix != ".npz":
+        return TrialConditions()
+    with np.load(path, allow_pickle=False) as archive:
+        found = {
+            name: np.asarray(archive[key])
+            for name, key in _NPZ_CONDITIONS.items()
+            if key in archive.files
+        }
+    return TrialConditions(
+        angle=found["angle"].astype(np.float32) if "angle" in found else None,
+        velocity=found["velocity"].astype(np.float32) if "velocity" in found else None,
+        mask=found["mask"].astype(np.uint8) if "mask" in found else None,
+    )
+
+
 def _load_dataset_split(ref: str, home: Path, prefer_data: dict | None) -> LoadedSpikes:
+    """`dataset:split` -> spikes and conditions; `prefer_data` (a model's "data" record) picks
+    its exact processed variant when that is on disk, else the dataset's default variant."""
     dataset, split = parse_dataset_ref(ref)
     if split is None:
         raise DataError(f"{ref!r}: name a split, e.g. {dataset}:test")
-    source: str | LorenzSettings = ref
-    if prefer_data and prefer_data.get("dataset") == dataset == "lorenz":
-        preferred = settings_from_dict(prefer_data["settings"])
-        if is_prepared(home, preferred):
-            source = preferred
-    spikes = load_split(home, source, split)
-    return LoadedSpikes(spikes, LORENZ_BIN_SECONDS, ref)
+    if dataset not in TRIAL_DATASETS:
+        raise DataError(
+            f"{ref!r}: {dataset} holds sessions, not LDNS trials; use one of "
+            f"{', '.join(TRIAL_DATASETS)}"
+        )
+    info = TRIAL_DATASETS[dataset]
+    session = None
+    if prefer_data and prefer_data.get("dataset") == dataset:
+        preferred = info.settings_from_dict(prefer_data["settings"])
+        if info.is_prepared(home, preferred):
+            session = info.load(home, preferred, arrays=list(info.arrays))
+    if session is None:
+        files = resolve_variant(home, dataset).files
+        if not files:
+            raise DataError(f"{dataset} has no session file under {home}; run `{info.missing}`")
+        session = read_session(files[0], list(info.arrays), remedy=DATASETS[dataset].remedy)
+    spikes, conditions = split_arrays(session, split)
+    return LoadedSpikes(spikes, info.bin_seconds(session), ref, conditions=conditions)

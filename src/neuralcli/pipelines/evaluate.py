@@ -1,4 +1,6 @@
-"""`neuralcli evaluate samples`: spike statistics of two sets of spike trains (LDNS §11)."""
+"""`neuralcli evaluate samples`: spike statistics of sampled against real spike trains
+(LDNS §11), next to the data-vs-data floor and an independent-Poisson baseline. The Table-1
+bootstrap protocol (§11.2) is in pipelines/evaluate_table1.py."""
 
 from __future__ import annotations
 
@@ -66,15 +68,17 @@ def evaluate_samples(
     plots_dir: Path | None = None,
     make_plots: bool = True,
     report_path: Path | None = None,
+    out_dir: Path | None = None,
     reporter: ProgressReporter | None = None,
 ) -> EvaluationResult:
     """Compare `samples` with `real` (each an .npz/.nwb file, a run directory or a dataset
     split such as `lorenz:test`), with the data-vs-data floor and an independent-Poisson
-    baseline; writes evaluation.json and plots next to the samples unless told otherwise."""
+    baseline; writes evaluation.json and plots/ into `out_dir` (default: next to the
+    samples) unless `report_path` / `plots_dir` say otherwise."""
     reporter = reporter or SilentReporter()
     model = load_spikes(samples, home)
     data = load_spikes(real, home, prefer_data=model.metadata.get("data"))
-    _check_compatible(model, data)
+    check_compatible(model, data)
     bin_seconds = data.bin_seconds or model.bin_seconds or 1.0
 
     reporter.message(
@@ -86,7 +90,9 @@ def evaluate_samples(
     baseline_spikes = independent_poisson(data.spikes, n_trials=model.spikes.shape[0], seed=seed)
     baseline = _pick(compare_spikes(baseline_spikes, data_stats, bin_seconds=bin_seconds))
 
-    default_dir = model.origin.parent if model.origin is not None else home / "evaluation"
+    default_dir = out_dir or (
+        model.origin.parent if model.origin is not None else home / "evaluation"
+    )
     plots: list[Path] = []
     if make_plots:
         plots = plot_comparison(
@@ -108,7 +114,7 @@ def evaluate_samples(
     return result
 
 
-def _check_compatible(model: LoadedSpikes, data: LoadedSpikes) -> None:
+def check_compatible(model: LoadedSpikes, data: LoadedSpikes) -> None:
     if model.spikes.shape[-1] != data.spikes.shape[-1]:
         raise DataError(
             f"{model.label} has {model.spikes.shape[-1]} neurons but {data.label} has "

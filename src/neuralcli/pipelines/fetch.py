@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from neuralcli.data.download import FetchProgressFn, FileOutcome, read_manifest
-from neuralcli.data.lorenz_dataset import lorenz_dir, lorenz_settings_dict
 from neuralcli.data.registry import DatasetStatus, get_dataset, list_datasets
 from neuralcli.data.sources.flint_remote import (
     FLINT_SESSIONS,
@@ -23,8 +22,15 @@ from neuralcli.data.sources.makin_remote import (
     makin_dir,
     makin_raw_paths,
 )
-from neuralcli.data.store import directory_size, processed_folders, session_files, settings_hash
-from neuralcli.pipelines.data import ensure_lorenz
+from neuralcli.data.store import (
+    directory_size,
+    processed_dir,
+    processed_folders,
+    session_files,
+    settings_hash,
+)
+from neuralcli.data.trial_datasets import get_trial_dataset
+from neuralcli.pipelines.data import ensure_prepared
 from neuralcli.pipelines.progress import ProgressReporter, SilentReporter
 
 
@@ -37,21 +43,30 @@ class FetchResult:
     already_present: bool
 
 
+def fetch_simulated(
+    home: Path, dataset: str, settings: Any, *, reporter: ProgressReporter | None = None
+) -> FetchResult:
+    """Simulate a synthetic trial dataset (lorenz, synthetic-maze): nothing to download."""
+    reporter = reporter or SilentReporter()
+    info = get_trial_dataset(dataset)
+    hashed = info.settings_dict(settings)
+    directory = processed_dir(home, dataset, hashed)
+    present = info.is_prepared(home, settings)
+    ensure_prepared(home, info, settings, reporter)
+    return FetchResult(
+        dataset=dataset,
+        directory=directory,
+        settings_hash=settings_hash(hashed),
+        size_bytes=directory_size(directory),
+        already_present=present,
+    )
+
+
 def fetch_lorenz(
     home: Path, settings: LorenzSettings, *, reporter: ProgressReporter | None = None
 ) -> FetchResult:
     """Simulate the Lorenz dataset (Lorenz has nothing to download)."""
-    reporter = reporter or SilentReporter()
-    directory = lorenz_dir(home, settings)
-    present = (directory / "settings.yaml").is_file()
-    ensure_lorenz(home, settings, reporter)
-    return FetchResult(
-        dataset="lorenz",
-        directory=directory,
-        settings_hash=settings_hash(lorenz_settings_dict(settings)),
-        size_bytes=directory_size(directory),
-        already_present=present,
-    )
+    return fetch_simulated(home, "lorenz", settings, reporter=reporter)
 
 
 def dataset_status(home: Path, name: str | None = None) -> list[DatasetStatus]:

@@ -10,9 +10,10 @@ import torch
 from neuralcli.config.build import dump_yaml
 from neuralcli.config.schemas import AutoencoderRunConfig
 from neuralcli.data.datasets import SpikeTensorSource
+from neuralcli.data.masked_datasets import MaskedSpikeSource
 from neuralcli.errors import ConfigError
 from neuralcli.models.autoencoder import SpikeAutoencoder
-from neuralcli.pipelines.data import load_spike_splits
+from neuralcli.pipelines.data import SpikeSplits, load_spike_splits
 from neuralcli.pipelines.progress import ProgressReporter, SilentReporter, TrainingProgress
 from neuralcli.pipelines.runs import run_dir_for
 from neuralcli.runtime.checkpoint import CONFIG_FILE
@@ -47,6 +48,16 @@ def prepare_run_dir(
     return run_dir
 
 
+def spike_source(splits: SpikeSplits, split: str) -> SpikeTensorSource | MaskedSpikeSource:
+    """Batches of one split: padded trials with their mask when the dataset has variable
+    lengths (human; the AE loss then scores real bins only, LDNS §4), plain counts otherwise."""
+    spikes = getattr(splits, split)  # (n, T, N)
+    mask = splits.conditions_of(split).mask  # (n, T) or None
+    if mask is not None:
+        return MaskedSpikeSource(spikes, mask)
+    return SpikeTensorSource(torch.from_numpy(spikes))
+
+
 def train_autoencoder(
     config: AutoencoderRunConfig,
     *,
@@ -71,8 +82,8 @@ def train_autoencoder(
     result = train(
         model=model,
         objective=AutoencoderObjective(config=config.loss),
-        train_data=SpikeTensorSource(torch.from_numpy(splits.train)),
-        val_data=SpikeTensorSource(torch.from_numpy(splits.val)),
+        train_data=spike_source(splits, "train"),
+        val_data=spike_source(splits, "val"),
         config=config.training,
         runtime=runtime,
         run_dir=run_dir,

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from neuralcli.config.build import dump_yaml
+from neuralcli.config.schemas import SpikeHistoryRunConfig
 from neuralcli.errors import ConfigError
 from neuralcli.models.autoencoder import SpikeAutoencoder
-from neuralcli.models.spike_history import SpikeHistoryConfig, SpikeHistoryGLM, log_rates_of
+from neuralcli.models.spike_history import SpikeHistoryGLM, log_rates_of
 from neuralcli.pipelines.data import load_spike_splits
 from neuralcli.pipelines.progress import ProgressReporter, SilentReporter, TrainingProgress
 from neuralcli.pipelines.runs import resolve_run_dir
@@ -29,48 +29,10 @@ from neuralcli.pipelines.train_diffusion import data_config_from_meta
 from neuralcli.runtime.checkpoint import WEIGHTS_FILE, read_model_meta
 from neuralcli.runtime.device import Runtime
 from neuralcli.runtime.seed import seed_everything
-from neuralcli.training.config import TrainingConfig
 from neuralcli.training.loop import train
 from neuralcli.training.spike_history_objective import SpikeHistoryObjective, SpikeHistorySource
 
-
-def _spike_history_training() -> TrainingConfig:
-    """LDNS §5: AdamW lr 0.1, weight decay 0.01, 3000 full-batch epochs, no clipping.
-
-    The recipe names no schedule; no warm-up and a horizon 1000× the run keep the loop's cosine
-    factor above 0.99999, i.e. a constant learning rate.
-    """
-    return TrainingConfig(
-        epochs=3000,
-        lr=0.1,
-        weight_decay=0.01,
-        warmup_epochs=0,
-        lr_horizon_factor=1000.0,
-        grad_clip=0.0,
-        val_every_epochs=100,
-        checkpoint_every_steps=500,
-        log_every_steps=50,
-    )
-
-
-@dataclass
-class SpikeHistoryRunConfig:
-    """A spike-history run. `full_batch`: one step per epoch over every training trial (the
-    published recipe), overriding training.batch_size; false trains on mini-batches of
-    training.batch_size. `rates_batch_size`: trials per AE forward pass when computing rates."""
-
-    name: str = "spike-history-monkey"
-    model: SpikeHistoryConfig = field(default_factory=SpikeHistoryConfig)
-    training: TrainingConfig = field(default_factory=_spike_history_training)
-    full_batch: bool = True
-    rates_batch_size: int = 256
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.full_batch, bool):
-            raise ValueError(f"full_batch must be true or false, got {self.full_batch!r}")
-        size = self.rates_batch_size
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"rates_batch_size must be a positive integer, got {size!r}")
+__all__ = ["SpikeHistoryRunConfig", "autoencoder_log_rates", "file_sha256", "train_spike_history"]
 
 
 @torch.no_grad()

@@ -101,6 +101,7 @@ def read_mc_maze_nwb(path: str | os.PathLike) -> McMazeFile:
 
     DataError when the file cannot be opened or lacks the MC_Maze layout (data-sources §3).
     """
+    from hdmf.build.errors import ConstructError
     from pynwb import NWBHDF5IO
 
     path = Path(path)
@@ -117,7 +118,8 @@ def read_mc_maze_nwb(path: str | os.PathLike) -> McMazeFile:
             behaviour = _read_behaviour(nwb)
     except DataError:
         raise
-    except (OSError, KeyError, ValueError, TypeError, AttributeError) as exc:
+    except (OSError, KeyError, ValueError, TypeError, AttributeError, ConstructError) as exc:
+        # ConstructError: pynwb could not rebuild an object (e.g. a broken timestamps link).
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{path} is not a readable MC_Maze NWB file ({reason}); {remedy}") from None
     return McMazeFile(path=path, units=units, trials=trials, behaviour=behaviour)
@@ -359,6 +361,11 @@ def make_ldns_tensors(
         np.isin(trials.split, NLB_SPLITS) & np.isfinite(trials.move_onset_time)
     )
     if candidates.size == 0:
+        if not np.isfinite(trials.move_onset_time).any():
+            raise DataError(
+                f"{train_file.path}: the trials table has no move_onset_time; segment the "
+                "*_desc-train_behavior+ecephys.nwb file of DANDI 000128 (or a scaled variant)"
+            )
         raise DataError(f"{train_file.path} has no train/val trials with a move onset")
     split = ldns_split(trials.split[candidates], seed=seed)
     trial_rows = candidates[split.rows]
