@@ -7,6 +7,9 @@ Samples a trained diffusion run with both samplers, then prints one JSON object 
 
     python benchmarks/ddim_vs_ddpm.py --home neuralcli-home --model diffusion-lorenz-quick \
         --real lorenz:test --n 1000 --ddim-steps 50
+
+A conditioned model samples with the conditions of a split's trials (`--from`, e.g. the
+velocities of synthetic-maze:test); compare it with the same split (`--real`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 from neuralcli.evaluation.spike_stats import compare_spikes, noise_floor
 from neuralcli.pipelines.data import load_spikes
 from neuralcli.pipelines.runs import resolve_run_dir
-from neuralcli.pipelines.sample import sample_spikes
+from neuralcli.pipelines.sample import ConditionRequest, sample_spikes
 from neuralcli.runtime.device import resolve_runtime
 from neuralcli.runtime.home import resolve_home
 
@@ -43,6 +46,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--from", dest="condition_from", default=None, help="dataset:split giving the conditions"
+    )
     args = parser.parse_args()
 
     home = resolve_home(args.home)
@@ -60,6 +66,8 @@ def main() -> None:
                 eta=args.eta,
                 out=Path(tmp) / f"{sampler}.npz",
                 write_nwb=False,
+                condition=ConditionRequest(from_split=args.condition_from),
+                home=home,
             )
             runs[sampler] = (load_spikes(result.npz_path, home), result.seconds)
         data = load_spikes(args.real, home, prefer_data=runs["ddpm"][0].metadata.get("data"))

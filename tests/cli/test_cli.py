@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from neuralcli.cli.main import app
 from neuralcli.data.sources.makin_remote import BROADBAND_RECORDS, SORTED_RECORD
 from neuralcli.data.sources.zenodo import ZENODO_URL_ENV
+from neuralcli.testing.cli import assert_one_line_error, invoke, invoke_json
 from neuralcli.testing.raw_layouts import (
     fake_broadband,
     fake_makin_session,
@@ -25,25 +26,6 @@ from neuralcli.testing.raw_layouts import (
 )
 
 runner = CliRunner()
-
-
-def invoke(home: Path, *args: str) -> object:
-    return runner.invoke(app, ["--home", str(home), "--device", "cpu", *args])
-
-
-def invoke_json(home: Path, *args: str) -> dict:
-    result = runner.invoke(app, ["--home", str(home), "--device", "cpu", "--json", *args])
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

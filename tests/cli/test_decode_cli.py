@@ -11,21 +11,13 @@ from typer.testing import CliRunner
 from neuralcli.cli.main import app
 from neuralcli.data.embeddings import EmbeddingWriter, SessionEmbeddings
 from neuralcli.pipelines.decode import decode_embeddings
+from neuralcli.testing.cli import assert_one_line_error
 
 runner = CliRunner()
 
 
 def invoke(home, *args: str):
     return runner.invoke(app, ["--home", str(home), *args])
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def session(name: str, *, seed: int, split=None, velocity: bool = True) -> SessionEmbeddings:

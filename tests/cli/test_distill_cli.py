@@ -12,10 +12,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from neuralcli.cli.main import app
 from neuralcli.data.paired import PairedDataset
 from neuralcli.data.store import SessionReader
 from neuralcli.runtime.checkpoint import read_model_meta
+from neuralcli.testing.cli import assert_one_line_error, invoke, invoke_json
 
 runner = CliRunner()
 
@@ -52,25 +52,6 @@ TINY = {
         "training": TRAINING,
     },
 }
-
-
-def invoke(home: Path, *args: str):
-    return runner.invoke(app, ["--home", str(home), "--device", "cpu", *args])
-
-
-def invoke_json(home: Path, *args: str) -> dict:
-    result = runner.invoke(app, ["--home", str(home), "--device", "cpu", "--json", *args])
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

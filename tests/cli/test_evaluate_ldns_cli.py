@@ -12,7 +12,6 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from neuralcli.cli.main import app
 from neuralcli.data.samples import write_samples_npz
 from neuralcli.data.sources.synthetic_maze import SyntheticMazeSettings
 from neuralcli.data.synthetic_maze_dataset import prepare_synthetic_maze
@@ -21,30 +20,12 @@ from neuralcli.models.autoencoder import AutoencoderConfig, SpikeAutoencoder
 from neuralcli.pipelines.data import load_spikes
 from neuralcli.pipelines.evaluate_table1 import is_published_reference
 from neuralcli.runtime.checkpoint import save_model
+from neuralcli.testing.cli import assert_one_line_error, invoke, invoke_json
 
 runner = CliRunner()
 SETTINGS = SyntheticMazeSettings(n_trials=60, n_neurons=12, n_bins=60, onset_bin=20, angle_bin=20)
 DATA = {"dataset": "synthetic-maze", "settings": SETTINGS.to_dict()}  # as model.json has it
 AE_CONFIG = AutoencoderConfig(n_neurons=12, hidden_channels=16, latent_channels=4, num_blocks=1)
-
-
-def invoke(home: Path, *args: str):
-    return runner.invoke(app, ["--home", str(home), "--device", "cpu", *args])
-
-
-def invoke_json(home: Path, *args: str) -> dict:
-    result = runner.invoke(app, ["--home", str(home), "--device", "cpu", "--json", *args])
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

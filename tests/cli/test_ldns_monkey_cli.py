@@ -10,24 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from neuralcli.cli.main import app
 from neuralcli.data.mc_maze_dataset import mc_maze_raw_paths
+from neuralcli.testing.cli import invoke_json
 from neuralcli.testing.mc_maze_layout import (
     fake_mc_maze_session,
     write_mc_maze_test_nwb,
     write_mc_maze_train_nwb,
 )
 
-runner = CliRunner()
 TRAINING = {"epochs": 2, "warmup_epochs": 1, "batch_size": 8, "val_every_epochs": 1}
-
-
-def invoke_json(home: Path, *args: str) -> dict:
-    result = runner.invoke(app, ["--home", str(home), "--device", "cpu", "--json", *args])
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 @pytest.fixture(scope="module")

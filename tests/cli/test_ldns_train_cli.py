@@ -10,13 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from neuralcli.cli.main import app
 from neuralcli.data.human_dataset import HumanSettings, human_raw_dir, prepare_human
+from neuralcli.testing.cli import assert_one_line_error, invoke, invoke_json
 from neuralcli.testing.willett_layout import write_competition_tree
-
-runner = CliRunner()
 
 MAZE = {"n_trials": 48, "n_neurons": 10, "n_bins": 32, "onset_bin": 8, "angle_bin": 8, "seed": 1}
 TRAINING = {"epochs": 2, "warmup_epochs": 1, "batch_size": 16, "val_every_epochs": 1}
@@ -44,24 +41,6 @@ PRESET = {
 }
 
 
-def invoke(home: Path, *args: str):
-    return runner.invoke(app, ["--home", str(home), "--device", "cpu", "--json", *args])
-
-
-def invoke_json(home: Path, *args: str) -> dict:
-    result = invoke(home, *args)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-def one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
 def meta(run_dir: str) -> dict:
     return json.loads((Path(run_dir) / "model.json").read_text())
 
@@ -85,7 +64,7 @@ def test_data_fetch_synthetic_maze(tmp_path: Path):
     listing = invoke_json(tmp_path, "data", "list")
     row = next(d for d in listing["datasets"] if d["name"] == "synthetic-maze")
     assert row["present"]
-    one_line_error(
+    assert_one_line_error(
         invoke(tmp_path, "data", "fetch", "synthetic-maze", "--set", "n_trails=5"), "n_trails"
     )
 
@@ -108,7 +87,7 @@ def test_train_diffusion_with_each_condition(maze_home, condition: str):
 
 def test_a_condition_the_data_cannot_give_is_refused(maze_home):
     home, preset, ae = maze_home
-    one_line_error(
+    assert_one_line_error(
         invoke(
             home,
             "train",
@@ -149,7 +128,7 @@ def test_human_masked_autoencoder_and_length_conditioned_diffusion(tmp_path: Pat
     recorded = meta(run["run_dir"])
     assert recorded["condition"] == "length" and recorded["mask_length"] == 24
     assert recorded["bin_seconds"] == pytest.approx(0.02)
-    one_line_error(
+    assert_one_line_error(
         invoke(
             tmp_path,
             "train",

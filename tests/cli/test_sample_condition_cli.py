@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -11,7 +10,6 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from neuralcli.cli.main import app
 from neuralcli.data.samples import read_samples_npz
 from neuralcli.data.sources.synthetic_maze import SyntheticMazeSettings
 from neuralcli.data.synthetic_maze_dataset import prepare_synthetic_maze
@@ -20,31 +18,13 @@ from neuralcli.models.denoiser import Denoiser, DenoiserConfig
 from neuralcli.models.spike_history import SpikeHistoryConfig, SpikeHistoryGLM
 from neuralcli.pipelines.train_spike_history import file_sha256
 from neuralcli.runtime.checkpoint import WEIGHTS_FILE, save_model
+from neuralcli.testing.cli import assert_one_line_error, invoke, invoke_json
 
 runner = CliRunner()
 N_NEURONS = 6
 MAZE = SyntheticMazeSettings(n_trials=40, n_neurons=N_NEURONS, n_bins=20, onset_bin=8, angle_bin=9)
 MAZE_DATA = {"dataset": "synthetic-maze", "settings": MAZE.to_dict()}
 FAST = ("--sampler", "ddim", "--steps", "2", "--no-nwb")
-
-
-def invoke(home, *args):
-    return runner.invoke(app, ["--home", str(home), "--device", "cpu", *args])
-
-
-def invoke_json(home, *args) -> dict:
-    result = runner.invoke(app, ["--home", str(home), "--device", "cpu", "--json", *args])
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def make_run(home, name, condition, *, mask_length=None):

@@ -35,7 +35,7 @@ from neuralcli.data.sources.willett import (
 )
 from neuralcli.data.store import (
     SessionData,
-    open_session,
+    holds_session,
     processed_dir,
     read_session,
     read_settings,
@@ -137,12 +137,7 @@ def human_path(home: str | os.PathLike, settings: HumanSettings | None = None) -
 def is_prepared(home: str | os.PathLike, settings: HumanSettings | None = None) -> bool:
     """True when settings.yaml matches and human.h5 opens with spikes and mask."""
     directory = human_dir(home, settings)
-    try:
-        read_settings(directory, remedy=REMEDY)
-        with open_session(directory / SESSION_FILE, remedy=REMEDY) as reader:
-            return all(name in reader.array_names for name in _STORED_ARRAYS)
-    except DataError:
-        return False
+    return holds_session(directory, directory / SESSION_FILE, _STORED_ARRAYS, remedy=REMEDY)
 
 
 def collect_human_trials(

@@ -18,7 +18,7 @@ import numpy as np
 from neuralcli.data.sources.lorenz import LorenzSettings, ProgressFn, simulate_lorenz
 from neuralcli.data.store import (
     SessionData,
-    open_session,
+    holds_session,
     processed_dir,
     read_session,
     read_settings,
@@ -63,12 +63,7 @@ def lorenz_path(home: str | os.PathLike, settings: LorenzSettings | None = None)
 def is_prepared(home: str | os.PathLike, settings: LorenzSettings | None = None) -> bool:
     """True when settings.yaml matches and lorenz.h5 opens with every stored array."""
     directory = lorenz_dir(home, settings)
-    try:
-        read_settings(directory, remedy=REMEDY)
-        with open_session(directory / SESSION_FILE, remedy=REMEDY) as reader:
-            return all(name in reader.array_names for name in _STORED_ARRAYS)
-    except DataError:
-        return False
+    return holds_session(directory, directory / SESSION_FILE, _STORED_ARRAYS, remedy=REMEDY)
 
 
 def prepare_lorenz(

@@ -22,7 +22,7 @@ from neuralcli.data.sources.dandi import MC_MAZE_VARIANTS, DandisetRef
 from neuralcli.data.sources.mc_maze import make_ldns_tensors, read_mc_maze_nwb
 from neuralcli.data.store import (
     SessionData,
-    open_session,
+    holds_session,
     processed_dir,
     read_session,
     read_settings,
@@ -172,12 +172,8 @@ def mc_maze_path(home: str | os.PathLike, settings: McMazeSettings | None = None
 def is_prepared(home: str | os.PathLike, settings: McMazeSettings | None = None) -> bool:
     """True when settings.yaml matches and the session file opens with spikes and velocity."""
     settings = settings or McMazeSettings()
-    try:
-        read_settings(mc_maze_dir(home, settings), remedy=REMEDY)
-        with open_session(mc_maze_path(home, settings), remedy=REMEDY) as reader:
-            return all(name in reader.array_names for name in _STORED_ARRAYS)
-    except DataError:
-        return False
+    path = mc_maze_path(home, settings)
+    return holds_session(path.parent, path, _STORED_ARRAYS, remedy=REMEDY)
 
 
 def build_mc_maze(

@@ -27,12 +27,14 @@ Both writers go through `atomic_path`, so an interrupted write never leaves half
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import uuid
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
@@ -243,25 +245,17 @@ def write_samples_nwb(
     return path
 
 
-def read_samples_nwb(path: str | os.PathLike) -> SpikeArray:
-    """Rebin a file from `write_samples_nwb` into counts (n, T, N) using its trials table."""
+@contextlib.contextmanager
+def _open_samples_nwb(path: Path) -> Iterator[Any]:
+    """The NWBFile of `path`, open for reading; DataError for a missing or unreadable file
+    (and for any non-DataError raised while the caller reads it)."""
     from pynwb import NWBHDF5IO
 
-    path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file; check the path to the .nwb samples file")
     try:
         with NWBHDF5IO(str(path), mode="r") as nwb_io:
-            nwbfile = nwb_io.read()
-            notes = _parse_notes(nwbfile.notes, path)
-            if nwbfile.trials is None or nwbfile.units is None:
-                raise DataError(
-                    f"{path}: no trials or units table; only NWB files written by "
-                    "`neuralcli sample` can be read back as samples"
-                )
-            starts = np.asarray(nwbfile.trials.start_time.data[:], dtype=np.float64)
-            all_times = np.asarray(nwbfile.units.spike_times.data[:], dtype=np.float64)
-            ends = np.asarray(nwbfile.units.spike_times_index.data[:], dtype=np.int64)
+            yield nwb_io.read()
     except DataError:
         raise
     except Exception as err:  # h5py/hdmf raise many types for a file that is not NWB
@@ -269,6 +263,22 @@ def read_samples_nwb(path: str | os.PathLike) -> SpikeArray:
             f"{path}: cannot read as NWB ({type(err).__name__}: {err}); "
             "check that the file is an NWB file written by `neuralcli sample`"
         ) from err
+
+
+def read_samples_nwb(path: str | os.PathLike) -> SpikeArray:
+    """Rebin a file from `write_samples_nwb` into counts (n, T, N) using its trials table."""
+
+    path = Path(path)
+    with _open_samples_nwb(path) as nwbfile:
+        notes = _parse_notes(nwbfile.notes, path)
+        if nwbfile.trials is None or nwbfile.units is None:
+            raise DataError(
+                f"{path}: no trials or units table; only NWB files written by "
+                "`neuralcli sample` can be read back as samples"
+            )
+        starts = np.asarray(nwbfile.trials.start_time.data[:], dtype=np.float64)
+        all_times = np.asarray(nwbfile.units.spike_times.data[:], dtype=np.float64)
+        ends = np.asarray(nwbfile.units.spike_times_index.data[:], dtype=np.int64)
     bin_seconds = notes["bin_seconds"]
     num_bins = notes["num_bins"]
     n = starts.shape[0]
@@ -293,35 +303,23 @@ def read_samples_nwb_conditions(path: str | os.PathLike) -> dict[str, np.ndarray
     Returns only those present: condition_angle (n,) float32 radians, condition_velocity
     (n, T, 2) float32 m/s, mask (n, T) uint8 rebuilt from the trials' `length` column.
     """
-    from pynwb import NWBHDF5IO
 
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file; check the path to the .nwb samples file")
-    try:
-        with NWBHDF5IO(str(path), mode="r") as nwb_io:
-            nwbfile = nwb_io.read()
-            notes = _parse_notes(nwbfile.notes, path)
-            if nwbfile.trials is None:
-                raise DataError(f"{path}: no trials table; not a `neuralcli sample` NWB file")
-            trials = nwbfile.trials
-            n = len(trials)
-            found: dict[str, np.ndarray] = {}
-            if "condition_angle" in trials.colnames:
-                found["condition_angle"] = np.asarray(trials["condition_angle"].data[:])
-            if "length" in trials.colnames:
-                found["length"] = np.asarray(trials["length"].data[:])
-            if "condition_velocity" in nwbfile.acquisition:
-                found["condition_velocity"] = np.asarray(
-                    nwbfile.acquisition["condition_velocity"].data[:]
-                )
-    except DataError:
-        raise
-    except Exception as err:  # h5py/hdmf raise many types for a file that is not NWB
-        raise DataError(
-            f"{path}: cannot read as NWB ({type(err).__name__}: {err}); "
-            "check that the file is an NWB file written by `neuralcli sample`"
-        ) from err
+    with _open_samples_nwb(path) as nwbfile:
+        notes = _parse_notes(nwbfile.notes, path)
+        if nwbfile.trials is None:
+            raise DataError(f"{path}: no trials table; not a `neuralcli sample` NWB file")
+        trials = nwbfile.trials
+        n = len(trials)
+        found: dict[str, np.ndarray] = {}
+        if "condition_angle" in trials.colnames:
+            found["condition_angle"] = np.asarray(trials["condition_angle"].data[:])
+        if "length" in trials.colnames:
+            found["length"] = np.asarray(trials["length"].data[:])
+        if "condition_velocity" in nwbfile.acquisition:
+            found["condition_velocity"] = np.asarray(
+                nwbfile.acquisition["condition_velocity"].data[:]
+            )
     num_bins = notes["num_bins"]
     conditions: dict[str, np.ndarray] = {}
     if "condition_angle" in found:

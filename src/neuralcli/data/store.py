@@ -260,6 +260,19 @@ def open_session(path: str | os.PathLike, *, remedy: str | None = None) -> Sessi
     return SessionReader(path, remedy=remedy)
 
 
+def holds_session(
+    directory: Path, session_file: Path, arrays: Sequence[str], *, remedy: str
+) -> bool:
+    """True when `directory` has a readable settings.yaml and `session_file` opens with every
+    array in `arrays`: a processed variant that was written to the end."""
+    try:
+        read_settings(directory, remedy=remedy)
+        with open_session(session_file, remedy=remedy) as reader:
+            return all(name in reader.array_names for name in arrays)
+    except DataError:
+        return False
+
+
 def read_session(
     path: str | os.PathLike,
     arrays: Sequence[str] | None = None,

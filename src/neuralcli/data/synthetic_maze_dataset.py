@@ -24,7 +24,7 @@ from neuralcli.data.sources.synthetic_maze import (
 )
 from neuralcli.data.store import (
     SessionData,
-    open_session,
+    holds_session,
     processed_dir,
     read_session,
     read_settings,
@@ -73,12 +73,7 @@ def synthetic_maze_path(
 def is_prepared(home: str | os.PathLike, settings: SyntheticMazeSettings | None = None) -> bool:
     """True when settings.yaml matches and the session file opens with every stored array."""
     directory = synthetic_maze_dir(home, settings)
-    try:
-        read_settings(directory, remedy=REMEDY)
-        with open_session(directory / SESSION_FILE, remedy=REMEDY) as reader:
-            return all(name in reader.array_names for name in _STORED_ARRAYS)
-    except DataError:
-        return False
+    return holds_session(directory, directory / SESSION_FILE, _STORED_ARRAYS, remedy=REMEDY)
 
 
 def prepare_synthetic_maze(
