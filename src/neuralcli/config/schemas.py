@@ -48,7 +48,12 @@ class DataConfig:
     def settings(self) -> Any:
         """The settings object of the chosen dataset (section `synthetic_maze` for
         synthetic-maze)."""
-        return getattr(self, self.dataset.replace("-", "_"))
+        return getattr(self, self.section_of(self.dataset))
+
+    @staticmethod
+    def section_of(dataset: str) -> str:
+        """The field holding `dataset`'s settings: its name with - as _ (synthetic_maze)."""
+        return dataset.replace("-", "_")
 
 
 @dataclass

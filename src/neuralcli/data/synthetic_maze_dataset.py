@@ -12,6 +12,7 @@ factors (n, 140, F), readout (N, F), bias (N,) and baseline (N,) from which
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +82,11 @@ def prepare_synthetic_maze(
     settings: SyntheticMazeSettings | None = None,
     *,
     overwrite: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> Path:
-    """Simulate and store the dataset unless a readable copy exists; returns the file's path."""
+    """Simulate and store the dataset unless a readable copy exists; returns the file's path.
+
+    on_progress(1, 1) is called once the file is written (the simulation is one step)."""
     settings = settings or SyntheticMazeSettings()
     directory = synthetic_maze_dir(home, settings)
     path = directory / SESSION_FILE
@@ -133,6 +137,8 @@ def prepare_synthetic_maze(
     )
     # Written last: its presence marks the folder complete.
     write_settings(directory, synthetic_maze_settings_dict(settings))
+    if on_progress is not None:
+        on_progress(1, 1)
     return path
 
 

@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from neuralcli.data import human_dataset, lorenz_dataset, mc_maze_dataset, synthetic_maze_dataset
-from neuralcli.data.human_dataset import HumanSettings
-from neuralcli.data.mc_maze_dataset import McMazeSettings
-from neuralcli.data.sources.lorenz import LorenzSettings
-from neuralcli.data.sources.synthetic_maze import SyntheticMazeSettings
 from neuralcli.data.store import SessionData
 from neuralcli.errors import DataError
 
@@ -46,38 +42,33 @@ class TrialDataset:
     """How one trial dataset is configured, found and read."""
 
     name: str
-    field: str  # its section in DataConfig (a Python name)
-    settings_type: type
     settings_dict: Callable[[Any], dict[str, Any]]  # settings -> settings.yaml (hashed)
     settings_from_dict: Callable[[dict[str, Any]], Any]
     is_prepared: Callable[[str | os.PathLike, Any], bool]
     load: Callable[..., SessionData]  # load(home, settings, arrays=[...])
     missing: str  # what to run when it is not on disk
-    simulate: Callable[[str | os.PathLike, Any], Any] | None = None  # synthetic: build it
-    arrays: tuple[str, ...] = field(default=("spikes",))  # what a split needs
+    # synthetic datasets: simulate(home, settings, on_progress=fn(done, total)) builds them
+    simulate: Callable[..., Any] | None = None
+    arrays: tuple[str, ...] = ("spikes",)  # what a split needs
+    default_bin_seconds: float | None = None  # for files that record no bin_seconds
 
     def bin_seconds(self, session: SessionData) -> float:
-        if self.name == "lorenz":
-            return LORENZ_BIN_SECONDS
-        return float(session.attrs["bin_seconds"])
+        return float(session.attrs.get("bin_seconds", self.default_bin_seconds))
 
 
 TRIAL_DATASETS: dict[str, TrialDataset] = {
     "lorenz": TrialDataset(
         name="lorenz",
-        field="lorenz",
-        settings_type=LorenzSettings,
         settings_dict=lorenz_dataset.lorenz_settings_dict,
         settings_from_dict=lorenz_dataset.settings_from_dict,
         is_prepared=lorenz_dataset.is_prepared,
         load=lorenz_dataset.load_lorenz,
         missing="neuralcli data fetch lorenz",
         simulate=lorenz_dataset.prepare_lorenz,
+        default_bin_seconds=LORENZ_BIN_SECONDS,
     ),
     "mc_maze": TrialDataset(
         name="mc_maze",
-        field="mc_maze",
-        settings_type=McMazeSettings,
         settings_dict=mc_maze_dataset.mc_maze_settings_dict,
         settings_from_dict=mc_maze_dataset.settings_from_dict,
         is_prepared=mc_maze_dataset.is_prepared,
@@ -87,8 +78,6 @@ TRIAL_DATASETS: dict[str, TrialDataset] = {
     ),
     "human": TrialDataset(
         name="human",
-        field="human",
-        settings_type=HumanSettings,
         settings_dict=human_dataset.human_settings_dict,
         settings_from_dict=human_dataset.settings_from_dict,
         is_prepared=human_dataset.is_prepared,
@@ -98,8 +87,6 @@ TRIAL_DATASETS: dict[str, TrialDataset] = {
     ),
     "synthetic-maze": TrialDataset(
         name="synthetic-maze",
-        field="synthetic_maze",
-        settings_type=SyntheticMazeSettings,
         settings_dict=synthetic_maze_dataset.synthetic_maze_settings_dict,
         settings_from_dict=synthetic_maze_dataset.settings_from_dict,
         is_prepared=synthetic_maze_dataset.is_prepared,

@@ -83,13 +83,18 @@ def ensure_prepared(
         )
     reporter.message(f"simulating {info.name} data (first use of these settings)")
     task = f"simulate {info.name}"
-    if info.name == "lorenz":
-        reporter.start(task, settings.n_trials)
-        info.simulate(home, settings, on_progress=lambda done, total: reporter.update(task, done))
-    else:
-        reporter.start(task, 1)
-        info.simulate(home, settings)
-    reporter.finish(task)
+    started = False
+
+    def progress(done: int, total: int) -> None:
+        nonlocal started
+        if not started:  # the simulator knows the total; the bar starts at its first report
+            reporter.start(task, total)
+            started = True
+        reporter.update(task, done)
+
+    info.simulate(home, settings, on_progress=progress)
+    if started:
+        reporter.finish(task)
 
 
 def load_spike_splits(

@@ -31,7 +31,7 @@ AE_SUBDIR = "autoencoder"
 def data_config_from_meta(meta: dict) -> DataConfig:
     """Rebuild the DataConfig an AE was trained on from its model.json."""
     data = meta.get("data") or {}
-    section = data["dataset"].replace("-", "_")
+    section = DataConfig.section_of(data["dataset"])
     return build_config(DataConfig, {"dataset": data["dataset"], section: data["settings"]})
 
 

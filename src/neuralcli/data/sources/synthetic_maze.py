@@ -57,7 +57,9 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import lfilter
 
+from neuralcli.data.sources.checks import check_float, check_int, check_range
 from neuralcli.data.sources.mc_maze import reach_angle
+from neuralcli.data.sources.synthetic_reach import unit_rows
 from neuralcli.evaluation.decoding import r2_score
 
 DATASET = "synthetic-maze"
@@ -116,7 +118,7 @@ class SyntheticMazeSettings:
             ("n_conditions", 1),
             ("n_nuisance_latents", 0),
         ):
-            _check_int(name, getattr(self, name), minimum)
+            check_int(name, getattr(self, name), minimum)
         if self.angle_bin >= self.n_bins:
             raise ValueError(f"angle_bin must be below n_bins={self.n_bins}, got {self.angle_bin}")
         for name in (
@@ -126,7 +128,7 @@ class SyntheticMazeSettings:
             "nuisance_seconds",
             "bias_std",
         ):
-            _check_float(name, getattr(self, name), minimum=0.0, inclusive=False)
+            check_float(name, getattr(self, name), minimum=0.0, inclusive=False)
         for name in (
             "lag_seconds",
             "direction_jitter_degrees",
@@ -137,10 +139,10 @@ class SyntheticMazeSettings:
             "nuisance_gain",
             "tuning_gain",
         ):
-            _check_float(name, getattr(self, name), minimum=0.0, inclusive=True)
-        _check_float("bias_mean", self.bias_mean, minimum=-math.inf, inclusive=True)
+            check_float(name, getattr(self, name), minimum=0.0, inclusive=True)
+        check_float("bias_mean", self.bias_mean, minimum=-math.inf, inclusive=True)
         for name in ("distance_range", "duration_range", "baseline_count_range"):
-            _check_range(name, getattr(self, name))
+            check_range(name, getattr(self, name), minimum=0.0, inclusive=False)
         fractions = self.split_fractions
         if isinstance(fractions, (str, bytes)) or not hasattr(fractions, "__len__"):
             raise ValueError(f"split_fractions must be 3 numbers, got {fractions!r}")
@@ -149,7 +151,7 @@ class SyntheticMazeSettings:
                 f"split_fractions must be 3 numbers (train, val, test), got {fractions}"
             )
         for value in fractions:
-            _check_float("split_fractions", value, minimum=0.0, inclusive=True)
+            check_float("split_fractions", value, minimum=0.0, inclusive=True)
         if abs(sum(fractions) - 1.0) > 1e-6:
             raise ValueError(f"split_fractions must sum to 1, got {tuple(fractions)}")
         # YAML gives lists and may give 1 for 1.0: normalise so equal settings hash equally.
@@ -303,8 +305,8 @@ def neuron_parameters(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Readout W (N, F), bias b (N,) and resting counts m (N,), all float32."""
     n = settings.n_neurons
-    tuning = _unit_rows(rng, n, N_BEHAVIOUR_FACTORS)  # (N, 5)
-    mixing = _unit_rows(rng, n, settings.n_nuisance_latents)  # (N, M)
+    tuning = unit_rows(rng, n, N_BEHAVIOUR_FACTORS)  # (N, 5)
+    mixing = unit_rows(rng, n, settings.n_nuisance_latents)  # (N, M)
     readout = np.concatenate(
         [settings.tuning_gain * tuning, settings.nuisance_gain * mixing], axis=1
     )  # (N, F)
@@ -401,37 +403,3 @@ def synthetic_maze_report(data: SyntheticMazeData) -> dict[str, Any]:
         "velocity_r2_train": train_r2,
         "velocity_r2_heldout": heldout_r2,
     }
-
-
-def _unit_rows(rng: np.random.Generator, n_rows: int, dim: int) -> np.ndarray:
-    """(n_rows, dim) rows drawn uniformly on the unit sphere (zeros when dim = 0)."""
-    rows = rng.standard_normal((n_rows, dim))
-    if dim == 0:
-        return rows
-    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
-def _check_float(name: str, value: Any, *, minimum: float, inclusive: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if value < minimum or (value == minimum and not inclusive):
-        relation = ">=" if inclusive else ">"
-        raise ValueError(f"{name} must be {relation} {minimum:g}, got {value}")
-
-
-def _check_range(name: str, value: Any) -> None:
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
-        raise ValueError(f"{name} must be two numbers (low, high), got {value!r}")
-    for item in value:
-        _check_float(name, item, minimum=0.0, inclusive=False)
-    if value[0] > value[1]:
-        raise ValueError(f"{name} must have low <= high, got {tuple(value)}")

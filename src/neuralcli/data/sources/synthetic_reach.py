@@ -74,6 +74,7 @@ import numpy as np
 from scipy.signal import butter, lfilter, sosfiltfilt
 
 from neuralcli.data.recording import PairedRecording
+from neuralcli.data.sources.checks import check_float, check_int, check_range
 from neuralcli.evaluation.decoding import (
     contiguous_split_labels,
     decode_splits,
@@ -134,7 +135,7 @@ class SyntheticReachSettings:
             ("n_oscillation_latents", 0),
             ("n_power_bands", 0),
         ):
-            _check_int(name, getattr(self, name), minimum)
+            check_int(name, getattr(self, name), minimum)
         for name in (
             "seconds_per_session",
             "bin_seconds",
@@ -148,7 +149,7 @@ class SyntheticReachSettings:
             "power_tuning_gain",
             "lfp_cutoff_hz",
         ):
-            _check_float(name, getattr(self, name), minimum=0.0, inclusive=False)
+            check_float(name, getattr(self, name), minimum=0.0, inclusive=False)
         for name in (
             "neural_lead_seconds",
             "spike_unrelated_gain",
@@ -160,19 +161,19 @@ class SyntheticReachSettings:
             "lfp_noise_std",
             "loading_drift",
         ):
-            _check_float(name, getattr(self, name), minimum=0.0, inclusive=True)
+            check_float(name, getattr(self, name), minimum=0.0, inclusive=True)
         if self.loading_drift > 1.0:
             raise ValueError(f"loading_drift must be <= 1, got {self.loading_drift}")
         for name in ("channel_range", "unit_range"):
-            _check_range(name, getattr(self, name), integer=True, minimum=1)
+            check_range(name, getattr(self, name), integer=True, minimum=1)
         for name in (
             "reach_seconds_range",
             "hold_seconds_range",
             "oscillation_hz_range",
             "power_hz_range",
         ):
-            _check_range(name, getattr(self, name), integer=False, minimum=0.0)
-        _check_range("count_range", self.count_range, integer=False, minimum=0.0)
+            check_range(name, getattr(self, name), minimum=0.0)
+        check_range("count_range", self.count_range, minimum=0.0)
         if self.count_range[0] <= 0:
             raise ValueError(f"count_range must be positive, got {tuple(self.count_range)}")
         if self.reach_seconds_range[0] <= 0:
@@ -370,7 +371,7 @@ def band_power_sources(
     """
     n_bins, n_bands = behaviour.shape[0], settings.n_power_bands
     fixed = array_rng if array_rng is not None else rng
-    tuning = _unit_rows(fixed, n_bands, behaviour.shape[1])  # (K, 5)
+    tuning = unit_rows(fixed, n_bands, behaviour.shape[1])  # (K, 5)
     frequencies = fixed.uniform(*settings.power_hz_range, size=n_bands)
     noise = rng.standard_normal((n_bins, n_bands))
     carriers = _resonators(frequencies, settings.power_bandwidth_hz, settings.bin_seconds, noise)
@@ -401,8 +402,8 @@ def _spikes(
 ) -> np.ndarray:
     """(n_pad, 5), (n_pad, m) latents -> (n, U) uint8 Poisson counts on the kept bins."""
     n_units = int(rng.integers(settings.unit_range[0], settings.unit_range[1] + 1))
-    tuning = _unit_rows(rng, n_units, behaviour.shape[1])  # (U, 5)
-    mixing = _unit_rows(rng, n_units, unrelated.shape[1])  # (U, m)
+    tuning = unit_rows(rng, n_units, behaviour.shape[1])  # (U, 5)
+    mixing = unit_rows(rng, n_units, unrelated.shape[1])  # (U, m)
     offsets = rng.normal(0.0, settings.spike_threshold_spread, size=n_units)  # (U,)
     low, high = np.log(settings.count_range)
     means = np.exp(rng.uniform(low, high, size=n_units))  # (U,) counts per bin
@@ -451,7 +452,7 @@ def _lfp(
     return _zscore(lfp).astype(np.float32)
 
 
-def _unit_rows(rng: np.random.Generator, n_rows: int, dim: int) -> np.ndarray:
+def unit_rows(rng: np.random.Generator, n_rows: int, dim: int) -> np.ndarray:
     """(n_rows, dim) rows drawn uniformly on the unit sphere (zeros when dim = 0)."""
     rows = rng.standard_normal((n_rows, dim))
     if dim == 0:
@@ -524,32 +525,3 @@ def synthetic_reach_report(
         "n_heldout": spikes.n_heldout,
         "sigma_bins": float(sigma_bins),
     }
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
-def _check_float(name: str, value: Any, *, minimum: float, inclusive: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if value < minimum or (value == minimum and not inclusive):
-        relation = ">=" if inclusive else ">"
-        raise ValueError(f"{name} must be {relation} {minimum:g}, got {value}")
-
-
-def _check_range(name: str, value: Any, *, integer: bool, minimum: float) -> None:
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
-        raise ValueError(f"{name} must be two numbers (low, high), got {value!r}")
-    for item in value:
-        if integer:
-            _check_int(name, item, int(minimum))
-        else:
-            _check_float(name, item, minimum=minimum, inclusive=True)
-    if value[0] > value[1]:
-        raise ValueError(f"{name} must have low <= high, got {tuple(value)}")
