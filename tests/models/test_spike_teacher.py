@@ -72,6 +72,27 @@ def test_shapes_masked_and_unmasked_with_mixed_sessions():
     assert teacher.encode(spikes, session, n_units).shape == (3, 20, 32)
 
 
+def test_context_steps_encode_consecutive_windows_the_last_aligned_to_the_end():
+    torch.manual_seed(0)
+    teacher = SpikeTeacher(config=tiny_config(context_steps=6), sessions=SESSIONS).eval()
+    spikes, session, n_units = mixed_inputs()  # T = 20: windows 0-5, 6-11, 12-17, then 14-19
+    out = teacher(spikes, session, n_units)
+    assert out.latents.shape == (3, 20, 32)
+    whole = SpikeTeacher(config=tiny_config(), sessions=SESSIONS).eval()
+    whole.load_state_dict(teacher.state_dict())
+    windows = [whole.encode(spikes[:, a : a + 6], session, n_units) for a in (0, 6, 12)]
+    last = whole.encode(spikes[:, 14:], session, n_units)[:, -2:]
+    expected = torch.cat([*windows, last], dim=1)
+    torch.testing.assert_close(out.latents, expected, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(out.latents, whole.encode(spikes, session, n_units), atol=1e-3)
+    torch.testing.assert_close(out.token_valid, whole(spikes, session, n_units).token_valid)
+    short = teacher.encode(spikes[:, :4], session, n_units)  # shorter than the context
+    torch.testing.assert_close(short, whole.encode(spikes[:, :4], session, n_units))
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="context_steps"):
+            tiny_config(context_steps=bad)
+
+
 def test_hidden_and_padded_inputs_cannot_influence_the_masked_forward():
     teacher = tiny_teacher().eval()
     spikes, session, n_units = mixed_inputs()

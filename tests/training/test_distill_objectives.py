@@ -22,7 +22,7 @@ CHANNELS = {"c0": 20, "c1": 13}
 SESSION_MAP = torch.tensor([0, 1])  # dataset session i is vocabulary entry i
 
 
-def make_teacher(seed: int = 0, sessions=UNITS) -> SpikeTeacher:
+def make_teacher(seed: int = 0, sessions=UNITS, **overrides) -> SpikeTeacher:
     torch.manual_seed(seed)
     config = SpikeTeacherConfig(
         patch_size=8,
@@ -32,6 +32,7 @@ def make_teacher(seed: int = 0, sessions=UNITS) -> SpikeTeacher:
         predictor_d_model=16,
         predictor_layers=1,
         predictor_heads=2,
+        **overrides,
     )
     return SpikeTeacher(config=config, sessions=sessions)
 
@@ -145,6 +146,7 @@ class FixedRateModel(nn.Module):
     def __init__(self, teacher: SpikeTeacher, eta: float) -> None:
         super().__init__()
         self.teacher = teacher
+        self.config = teacher.config
         self.eta = eta
         self.mask = None
 
@@ -199,6 +201,53 @@ def test_teacher_objective_validation_is_deterministic_under_a_seed():
     first = objective.validation_loss(teacher, batch)
     torch.manual_seed(4)
     assert objective.validation_loss(teacher, batch).loss.item() == first.loss.item()
+
+
+class WindowRecorder(nn.Module):
+    """Wraps a teacher and keeps the spike windows its forward passes were given."""
+
+    def __init__(self, teacher: SpikeTeacher) -> None:
+        super().__init__()
+        self.teacher = teacher
+        self.config = teacher.config
+        self.windows: list[torch.Tensor] = []
+
+    def patch_targets(self, spikes, n_units):
+        return self.teacher.patch_targets(spikes, n_units)
+
+    def forward(self, spikes, session, n_units, mask):
+        self.windows.append(spikes)
+        return self.teacher(spikes, session, n_units, mask)
+
+
+def test_a_teacher_with_context_steps_trains_on_random_windows_of_that_length():
+    batch = make_batch(steps=20)
+    model = WindowRecorder(make_teacher(context_steps=6))
+    objective = TeacherObjective(config=TeacherLossConfig(), session_map=SESSION_MAP)
+    torch.manual_seed(0)
+    out = objective.training_loss(model, batch)
+    crops = model.windows[-1]
+    assert crops.shape == (4, 6, batch.spikes.shape[2])
+    starts = []
+    for item in range(4):  # every crop is a contiguous run of its own item's steps
+        found = [t for t in range(15) if torch.equal(batch.spikes[item, t : t + 6], crops[item])]
+        assert found, f"item {item}: the crop is not a window of its own spikes"
+        starts.append(found)
+    assert math.isfinite(out.loss.item())
+    torch.manual_seed(3)
+    objective.validation_loss(model, batch)
+    torch.manual_seed(3)
+    objective.validation_loss(model, batch)
+    assert model.windows[-1].shape == (4, 6, batch.spikes.shape[2])
+    assert torch.equal(model.windows[-1], model.windows[-2])  # seeded: the windows repeat
+
+
+def test_context_longer_than_the_segment_keeps_the_whole_segment():
+    batch = make_batch(steps=8)
+    model = WindowRecorder(make_teacher(context_steps=50))
+    objective = TeacherObjective(config=TeacherLossConfig(), session_map=SESSION_MAP)
+    objective.training_loss(model, batch)
+    assert torch.equal(model.windows[-1], batch.spikes)
 
 
 def test_a_few_steps_reduce_the_teacher_loss():

@@ -7,6 +7,13 @@ full=False: the log y! term is constant), averaged over the hidden tokens' real 
 Padded units (beyond an item's unit count, or the pad up to a multiple of S) are never
 scored. The exp link is our choice (§6 leaves it open); with it the rate is the head's
 output exponentiated, as in NDT-style spike models.
+
+A teacher with `context_steps` > 0 (ours, off by default; models/spike_teacher.py) trains on
+one random window of that many time steps per item instead of the whole segment, in training
+and in validation (validation crops come from the loop's seeded RNG, so they repeat). Short
+windows make a step several times cheaper, so a CPU budget buys many more optimiser steps;
+on synthetic-reach the teacher needs about a thousand steps before it uses temporal context
+at all (before that it predicts each channel's mean rate, bits/spike below 0).
 """
 
 from __future__ import annotations
@@ -49,15 +56,29 @@ class TeacherObjective:
         self.session_map = session_map.long()
 
     def training_loss(self, model: nn.Module, batch: PairedBatch) -> LossOutput:
-        """Masked loss; the mask is drawn from torch's global RNG."""
+        """Masked loss; the mask (and the windows of a teacher with context_steps) are
+        drawn from torch's global RNG."""
         return self._loss(model, batch)
 
     def validation_loss(self, model: nn.Module, batch: PairedBatch) -> LossOutput:
-        """Same loss; the loop seeds torch's RNG for validation, so the masks repeat."""
+        """Same loss; the loop seeds torch's RNG for validation, so masks and windows repeat."""
         return self._loss(model, batch)
 
+    @staticmethod
+    def _crop(spikes: Tensor, steps: int) -> Tensor:
+        """spikes (B, T, U) -> (B, min(T, steps), U), one random start per item; steps 0
+        keeps the whole window."""
+        batch, length, units = spikes.shape
+        if steps == 0 or steps >= length:
+            return spikes
+        starts = torch.randint(0, length - steps + 1, (batch,))  # (B,) global RNG, CPU
+        rows = starts.to(spikes.device)[:, None] + torch.arange(steps, device=spikes.device)
+        return spikes.gather(1, rows[:, :, None].expand(-1, -1, units))  # (B, crop, U)
+
     def _loss(self, model: nn.Module, batch: PairedBatch) -> LossOutput:
-        targets = unwrap_model(model).patch_targets(batch.spikes, batch.n_units)
+        teacher = unwrap_model(model)
+        batch = batch._replace(spikes=self._crop(batch.spikes, teacher.config.context_steps))
+        targets = teacher.patch_targets(batch.spikes, batch.n_units)
         token_valid = targets.entry_valid.any(dim=-1)  # (B, N)
         mask = random_token_mask(token_valid, token_valid.shape, self.config.mask_ratio)
         out = model(
