@@ -239,11 +239,13 @@ def build_transformer(
     )
 
 
-def check_positive_ints(config: Any, names: Iterable[str]) -> None:
+def check_positive_ints(config: Any, names: Iterable[str], *, minimum: int = 1) -> None:
+    """Each named field of config is an int (not a bool) >= minimum, else ValueError."""
     for name in names:
         value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+            raise ValueError(f"{name} must be {kind}, got {value!r}")
 
 
 def check_heads(d_model: int, heads: int, d_name: str, heads_name: str) -> None:

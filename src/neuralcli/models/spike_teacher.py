@@ -97,15 +97,7 @@ class SpikeTeacherConfig:
                 f"d_model ({self.d_model}) must be divisible by patch_size ({self.patch_size}): "
                 "each unit gets d_model / patch_size count-embedding dimensions"
             )
-        if (
-            isinstance(self.context_steps, bool)
-            or not isinstance(self.context_steps, int)
-            or self.context_steps < 0
-        ):
-            raise ValueError(
-                f"context_steps must be an integer >= 0 (0 = whole windows), got "
-                f"{self.context_steps!r}"
-            )
+        check_positive_ints(self, ("context_steps",), minimum=0)  # 0 = whole windows
         check_heads(self.d_model, self.num_heads, "d_model", "num_heads")
         check_heads(
             self.predictor_d_model, self.predictor_heads, "predictor_d_model", "predictor_heads"
