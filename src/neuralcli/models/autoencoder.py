@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from neuralcli.models.layers.fused import (
-    GeluResidual,
-    NormMLPResidual,
-    NormS4Conv,
+    ChannelMixer,
+    TimeMixer,
+    fused_block,
     instance_norm_stats,
     modulate,
     to_channel_major,
@@ -156,13 +156,23 @@ class AEBlock(nn.Module):
         x = x.float()  # the residual stream stays fp32 under autocast
         rows = self.modulation[:, :, None, None]  # (4, C, 1, 1)
         shift_tm, scale_tm, shift_cm, scale_cm = rows.unbind(0)  # (C, 1, 1) each
-        taps = self.s4.taps(x.shape[-1])  # (C, 2T-1)
-        y = NormS4Conv.apply(x, shift_tm, scale_tm, taps)  # (C, B, T)
-        post_scale, post_bias = self.post_scale[:, None, None], self.post_bias[:, None, None]
-        x = GeluResidual.apply(x, y, post_scale, post_bias)  # (C, B, T)
-        return NormMLPResidual.apply(
-            x, shift_cm, scale_cm, self.mlp_in.weight, None, self.mlp_out.weight, None, None
-        )  # (C, B, T)
+        time_mixer = TimeMixer(
+            shift=shift_tm,
+            scale=scale_tm,
+            taps=self.s4.taps(x.shape[-1]),  # (C, 2T-1)
+            gain=self.post_scale[:, None, None],
+            bias=self.post_bias[:, None, None],
+        )
+        channel_mixer = ChannelMixer(
+            shift=shift_cm,
+            scale=scale_cm,
+            w1=self.mlp_in.weight,
+            b1=None,
+            w2=self.mlp_out.weight,
+            b2=None,
+            gate=None,
+        )
+        return fused_block(x, time_mixer, channel_mixer)  # (C, B, T)
 
 
 class SpikeAutoencoder(nn.Module):

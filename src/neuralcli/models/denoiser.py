@@ -34,9 +34,9 @@ from neuralcli.models.autoencoder import (
     ssm_parameter_groups,
 )
 from neuralcli.models.layers.fused import (
-    GeluResidual,
-    NormMLPResidual,
-    NormS4Conv,
+    ChannelMixer,
+    TimeMixer,
+    fused_block,
     to_channel_major,
     to_channels_last,
 )
@@ -188,18 +188,23 @@ class DenoiserBlock(nn.Module):
         # Contiguous rows: broadcasting a strided (C, B, 1) would give permuted outputs.
         mod = self.modulation(F.gelu(embedding)).float().t().contiguous()[:, :, None]  # (6C, B, 1)
         shift_tm, scale_tm, gate_tm, shift_cm, scale_cm, gate_cm = mod.chunk(6, dim=0)
-        y = NormS4Conv.apply(x, shift_tm, scale_tm, self.s4.taps(x.shape[-1]))  # (C, B, T)
-        x = GeluResidual.apply(x, y, gate_tm, None)  # (C, B, T)
-        return NormMLPResidual.apply(
-            x,
-            shift_cm,
-            scale_cm,
-            self.mlp_in.weight,
-            self.mlp_in.bias,
-            self.mlp_out.weight,
-            self.mlp_out.bias,
-            gate_cm,
-        )  # (C, B, T)
+        time_mixer = TimeMixer(
+            shift=shift_tm,
+            scale=scale_tm,
+            taps=self.s4.taps(x.shape[-1]),  # (C, 2T-1)
+            gain=gate_tm,
+            bias=None,
+        )
+        channel_mixer = ChannelMixer(
+            shift=shift_cm,
+            scale=scale_cm,
+            w1=self.mlp_in.weight,
+            b1=self.mlp_in.bias,
+            w2=self.mlp_out.weight,
+            b2=self.mlp_out.bias,
+            gate=gate_cm,
+        )
+        return fused_block(x, time_mixer, channel_mixer)  # (C, B, T)
 
 
 class Denoiser(nn.Module):

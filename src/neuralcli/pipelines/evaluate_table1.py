@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
 from neuralcli.errors import ConfigError
 from neuralcli.evaluation.condition_plots import plot_condition_rates
@@ -191,6 +190,8 @@ def _condition_rates_plot(
 ) -> Path:
     """PSTH-like plot: both sides' spikes smoothed alike (σ = 30 ms, §11.3) and averaged per
     reach-angle sector; only the most active real neurons are smoothed, to keep memory small."""
+    from scipy.ndimage import gaussian_filter1d
+
     neurons = np.argsort(data.spikes.mean(axis=(0, 1)))[::-1][:PSTH_NEURONS]  # (k,)
     sigma_bins = PSTH_SIGMA_SECONDS / bin_seconds if bin_seconds < 1.0 else 1.0
 

@@ -27,7 +27,9 @@ from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import numpy as np
-from scipy import signal
+
+# scipy.signal is imported inside the functions that use it: it costs ~70 MB and ~1.5 s at import,
+# and training commands load this module (through the dataset settings) without filtering.
 
 # Relative size of the state error left at the edge of a block's margin (data-sources §10 q. 1).
 MARGIN_RTOL = 1e-9
@@ -45,6 +47,8 @@ class Block(NamedTuple):
 
 def butter_lowpass_sos(cutoff_hz: float, fs: float, *, order: int = 2) -> np.ndarray:
     """Butterworth low-pass as second-order sections, shape (ceil(order / 2), 6)."""
+    from scipy import signal
+
     return signal.butter(order, cutoff_hz, btype="lowpass", fs=fs, output="sos")
 
 
@@ -54,6 +58,8 @@ def butter_highpass_sos(cutoff_hz: float, fs: float, *, order: int = 2) -> np.nd
     SOS rather than (b, a): the 0.05 Hz high-pass at ~763 Hz puts both poles within 5e-4 of
     z = 1, where the polynomial form loses most of its digits (data-sources §10 quirk 3).
     """
+    from scipy import signal
+
     return signal.butter(order, cutoff_hz, btype="highpass", fs=fs, output="sos")
 
 
@@ -63,6 +69,8 @@ def notch_harmonics_sos(base_hz: float, fs: float, *, q: float = 30.0) -> np.nda
     data-sources §6.1 step 5: 60, 120, ..., 360 Hz at fs ~ 763 Hz. k = 0 when base_hz >= fs / 2
     or base_hz <= 0 (no notch).
     """
+    from scipy import signal
+
     sections = []
     if base_hz > 0:
         harmonic = base_hz
@@ -115,6 +123,8 @@ def zero_phase_blocks(
     [0, n_samples), so it equals the whole-array result to ~MARGIN_RTOL of the signal's size,
     exactly at the true ends included (same padtype and padlen as the whole-array call).
     """
+    from scipy import signal
+
     if margin is None:
         margin = zero_phase_margin(sos)
     for a in range(0, n_samples, block):
@@ -133,6 +143,8 @@ def sosfiltfilt_time_major(sos: np.ndarray, x: np.ndarray) -> np.ndarray:
     parts independently. Channel c and channel c + ceil(n / 2) share one complex row, which
     halves the recursions; the transpose, the padding and the packing are one copy.
     """
+    from scipy import signal
+
     sos = np.atleast_2d(np.asarray(sos, dtype=np.float64))
     length, channels = x.shape
     half = (channels + 1) // 2
@@ -171,6 +183,8 @@ def resample_fir(
     window (scipy's defaults: half_width 10, beta 5). Shape (taps,), unit DC gain at the
     upsampled rate (resample_poly multiplies by `up` itself).
     """
+    from scipy import signal
+
     g = math.gcd(up, down)
     up, down = up // g, down // g
     max_rate = max(up, down)
@@ -188,6 +202,8 @@ def decimation_fir(
     fold into [0, passband_hz]. For 24414 Hz / 32 and a 100 Hz passband this is 219 taps instead
     of resample_poly's 641, which is most of the time of the full-rate pass.
     """
+    from scipy import signal
+
     fs_new = fs / down
     if not 0 < passband_hz < fs_new / 2:
         raise ValueError(f"passband {passband_hz} Hz must lie below the new Nyquist {fs_new / 2}")
@@ -208,6 +224,8 @@ def resample_window(x: np.ndarray, *, up: int, down: int, fir: np.ndarray) -> np
 
     Output k sits at input position k * down / up (scipy's alignment); T_out = ceil(T up / down).
     """
+    from scipy import signal
+
     return signal.resample_poly(x, up, down, axis=-1, window=fir, padtype="antireflect")
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from scipy import signal
+
+# scipy.signal is imported inside the functions that use it: it costs ~70 MB and ~1.5 s at import,
+# and training commands load this module (through the dataset settings) without filtering.
 
 TARGET_CHANGE_MODES = ("sum", "any")
 
@@ -40,6 +42,8 @@ def makin_velocity(
     Δx + Δy is non-zero, which misses a jump with Δx = -Δy (quirk 8b); "any" counts a change
     of either component. Raises ValueError when fewer than two target changes leave no bins.
     """
+    from scipy import signal
+
     t = np.asarray(t, dtype=np.float64)
     cursor_pos = np.asarray(cursor_pos, dtype=np.float64)
     target_pos = np.asarray(target_pos, dtype=np.float64)

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-import scipy.io
-from scipy.io.matlab import mat_struct
 
 from neuralcli.errors import DataError
+
+# scipy.io is imported where a file is read: importing it costs ~15 MB and ~0.3 s, which every
+# command that merely imports the data sources would otherwise pay.
 
 # Subject elements per file (data-sources §2): 12 sessions in all.
 FLINT_FILES: dict[str, int] = {"e1": 1, "e2": 2, "e3": 4, "e4": 3, "e5": 2}
@@ -71,6 +72,8 @@ def _experiment_of(path: Path) -> str:
 
 def _elements(value: Any) -> list[Any]:
     """A squeezed struct array as a list of mat_struct (one element squeezes to the struct)."""
+    from scipy.io.matlab import mat_struct
+
     if isinstance(value, mat_struct):
         return [value]
     if isinstance(value, np.ndarray) and value.dtype == object:
@@ -88,6 +91,8 @@ def _text(value: Any) -> str:
 
 
 def _load_subjects(path: Path) -> list[Any]:
+    import scipy.io
+
     path = Path(path)
     if not path.is_file():
         raise DataError(

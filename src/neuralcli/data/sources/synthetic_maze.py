@@ -54,13 +54,14 @@ from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
-from scipy.signal import lfilter
 
 from neuralcli.data.sources.checks import check_float, check_int, check_range
 from neuralcli.data.sources.mc_maze import reach_angle
 from neuralcli.data.sources.synthetic_reach import unit_rows
 from neuralcli.evaluation.decoding import r2_score
+
+# scipy is imported inside the simulating functions: scipy.signal alone costs ~70 MB and ~1.5 s at
+# import, and every command imports this module for `SyntheticMazeSettings`.
 
 DATASET = "synthetic-maze"
 SPLIT_NAMES = ("train", "val", "test")
@@ -278,6 +279,8 @@ def reach_velocity(settings: SyntheticMazeSettings, reaches: Reaches) -> np.ndar
 
 def behaviour_factors(settings: SyntheticMazeSettings, velocity: np.ndarray) -> np.ndarray:
     """(n, T, 2) lagged velocity in m/s -> (n, T, 5) float64 factors [u_x, u_y, |u|, rot₁, rot₂]."""
+    from scipy.signal import lfilter
+
     u = velocity / settings.velocity_scale  # (n, T, 2)
     speed = np.linalg.norm(u, axis=-1)  # (n, T)
     rate = -1.0 / settings.rotation_decay_seconds + 2j * np.pi * settings.rotation_hz
@@ -292,6 +295,8 @@ def behaviour_factors(settings: SyntheticMazeSettings, velocity: np.ndarray) -> 
 
 def nuisance_latents(settings: SyntheticMazeSettings, rng: np.random.Generator) -> np.ndarray:
     """(n, T, M) float64 stationary unit-variance OU latents, independent of behaviour."""
+    from scipy.signal import lfilter
+
     n, length, m = settings.n_trials, settings.n_bins, settings.n_nuisance_latents
     draws = rng.standard_normal((n, length, m))  # [:, 0] is y(0), the rest the innovations ε
     a = math.exp(-settings.bin_seconds / settings.nuisance_seconds)
@@ -345,6 +350,8 @@ def split_labels(
 
 def smooth_trials(spikes: np.ndarray, sigma_bins: float) -> np.ndarray:
     """Gaussian smoothing along time within each trial: (n, T, N) -> (n, T, N) float32."""
+    from scipy.ndimage import gaussian_filter1d
+
     values = np.asarray(spikes, dtype=np.float32)
     if sigma_bins == 0:
         return values

@@ -71,7 +71,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy.signal import butter, lfilter, sosfiltfilt
 
 from neuralcli.data.recording import PairedRecording
 from neuralcli.data.sources.checks import check_float, check_int, check_range
@@ -80,6 +79,9 @@ from neuralcli.evaluation.decoding import (
     decode_splits,
     smooth_counts,
 )
+
+# scipy.signal is imported inside the simulating functions: it costs ~70 MB and ~1.5 s at import,
+# and every command imports this module (for its settings) while only simulating needs scipy.
 
 DATASET = "synthetic-reach"
 PAD_SECONDS = 5.0  # simulated before and after the kept bins, then dropped
@@ -326,6 +328,8 @@ def behaviour_latents(settings: SyntheticReachSettings, velocity: np.ndarray) ->
     """(n, 2) velocity -> (n, 5) float64 latents [u_x, u_y, speed, rot_1, rot_2] of the hand at
     t + neural_lead_seconds (rows past the end repeat the last sample).
     """
+    from scipy.signal import lfilter
+
     lead = int(round(settings.neural_lead_seconds / settings.bin_seconds))
     ahead = np.concatenate([velocity[lead:], np.repeat(velocity[-1:], lead, axis=0)])  # (n, 2)
     u = _zscore(ahead)
@@ -343,6 +347,8 @@ def unrelated_latents(
     """Behaviour-unrelated latents: drifts (n, n_drift) and oscillations (n, n_osc), float64,
     each of unit variance (drifts in expectation, oscillations exactly).
     """
+    from scipy.signal import lfilter
+
     dt = settings.bin_seconds
     a = math.exp(-dt / settings.drift_seconds)
     noise = rng.standard_normal((n_bins, settings.n_drift_latents))
@@ -385,6 +391,8 @@ def _resonators(
     frequencies: np.ndarray, bandwidth_hz: float, dt: float, noise: np.ndarray
 ) -> np.ndarray:
     """Narrow-band noise: (n, K) white noise through one AR(2) resonator per column."""
+    from scipy.signal import lfilter
+
     r = math.exp(-math.pi * bandwidth_hz * dt)
     out = np.empty_like(noise)
     for k, frequency in enumerate(frequencies):
@@ -426,6 +434,8 @@ def _lfp(
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Latents on the padded grid -> (n, C) float32 low-passed, z-scored LFP on the kept bins."""
+    from scipy.signal import butter, lfilter, sosfiltfilt
+
     array_rng = np.random.default_rng(np.random.SeedSequence([settings.seed, ARRAY_STREAM]))
     n_channels = int(array_rng.integers(settings.channel_range[0], settings.channel_range[1] + 1))
     shapes = (behaviour.shape[1], drifts.shape[1], oscillations.shape[1], settings.n_power_bands)

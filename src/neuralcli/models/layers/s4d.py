@@ -165,12 +165,21 @@ def _toeplitz_index(length: int, device: torch.device) -> torch.Tensor:
     return (length - 1 + steps[:, None] - steps[None, :]).reshape(-1)
 
 
-def toeplitz_matrix(taps: torch.Tensor, length: int) -> torch.Tensor:
-    """(H, 2L−1) taps -> (H, L, L) matrix with [h, t, s] = taps[h, L−1 + t − s]."""
+def toeplitz_matrix(
+    taps: torch.Tensor, length: int, *, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(H, 2L−1) taps -> (H, L, L) matrix with [h, t, s] = taps[h, L−1 + t − s].
+
+    `out`, when given, is a contiguous (H, L, L) tensor to write into.
+    """
     # One gather with a cached flat index: on CPU about twice as fast as flipping the rows of
     # an unfold view (13 vs 24 ms at H = L = 256, 2 threads), and it allocates nothing else.
     index = _toeplitz_index(length, taps.device)  # (L·L,)
-    return taps.index_select(1, index).view(taps.shape[0], length, length)
+    channels = taps.shape[0]
+    if out is None:
+        return taps.index_select(1, index).view(channels, length, length)
+    torch.index_select(taps, 1, index, out=out.view(channels, length * length))
+    return out
 
 
 def toeplitz_taps_grad(grad_toeplitz: torch.Tensor, taps_shape: torch.Size) -> torch.Tensor:
