@@ -11,9 +11,11 @@ import torch
 from neuralcli.models.layers.s4d import (
     S4D,
     _ToeplitzConv,
+    _VandermondeKernel,
     fft_conv,
     toeplitz_matrix,
     toeplitz_taps_grad,
+    vandermonde_basis,
 )
 
 
@@ -119,6 +121,22 @@ def test_any_length_fft_path_matches_numpy_convolution() -> None:
         anti = np.convolve(xs[::-1], np.concatenate(([0.0], k1[h].double().numpy())))[:length]
         expected = causal + anti[::-1]
         np.testing.assert_allclose(y[0, :, h].numpy(), expected, rtol=1e-3, atol=1e-3)
+
+
+def test_vandermonde_kernel_gradients_without_a_stored_basis() -> None:
+    torch.manual_seed(7)
+    weights = torch.randn(3, 2, 8, dtype=torch.float64, requires_grad=True)  # (H, dirs, 2M)
+    rate = (-0.3 * torch.rand(3, 4, dtype=torch.float64)).requires_grad_()  # (H, M)
+    angle = (2.0 * torch.rand(3, 4, dtype=torch.float64)).requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda w, r, a: _VandermondeKernel.apply(w, r, a, 9), (weights, rate, angle)
+    )
+    complex_modes = torch.complex(weights[..., :4], -weights[..., 4:])  # (H, dirs, M)
+    z = torch.exp(torch.complex(rate, angle)[:, :, None] * torch.arange(9.0))  # (H, M, L)
+    expected = 2.0 * torch.einsum("hdn,hnl->hdl", complex_modes, z.to(torch.complex128)).real
+    kernel = _VandermondeKernel.apply(weights, rate, angle, 9)
+    torch.testing.assert_close(kernel, expected)
+    assert vandermonde_basis(rate, angle, 9).shape == (3, 8, 9)
 
 
 def test_toeplitz_conv_gradients() -> None:

@@ -101,7 +101,8 @@ def _owned(ctx, name: str) -> torch.Tensor:
             "the fused LDNS blocks support one backward pass per forward pass: their saved "
             "buffers are reused after the first (do not backward twice with retain_graph=True)"
         )
-    setattr(ctx, name, None)
+    if POOL.pools(tensor.numel(), tensor.dtype, tensor.device):
+        setattr(ctx, name, None)  # pooled: reused once this backward gives it back
     return tensor
 
 

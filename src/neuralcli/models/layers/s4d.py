@@ -83,13 +83,10 @@ class S4D(nn.Module):
         c = torch.view_as_complex(self.c.float().contiguous())  # (dirs, H, M)
         c_zoh = c * torch.expm1(a * dt[:, None]) / a  # (dirs, H, M)
         # Real arithmetic from here: complex batched matmuls are slow on CPU.
-        lags = torch.arange(length, device=dt.device, dtype=torch.float32)  # (L,)
-        decay = torch.exp((a_real * dt[:, None])[:, :, None] * lags)  # (H, M, L)
-        phase = (a_imag * dt[:, None])[:, :, None] * lags  # (H, M, L)
-        basis = torch.cat((decay * torch.cos(phase), decay * torch.sin(phase)), dim=1)  # (H, 2M, L)
         weights = torch.cat((c_zoh.real, -c_zoh.imag), dim=-1).transpose(0, 1)  # (H, dirs, 2M)
-        # Re(c·v) = Re(c)·Re(v) − Im(c)·Im(v), summed over modes by one batched matmul.
-        return 2.0 * torch.bmm(weights, basis).transpose(0, 1)  # (dirs, H, L)
+        rate, angle = a_real * dt[:, None], a_imag * dt[:, None]  # (H, M) each: dt·A
+        kernel = _VandermondeKernel.apply(weights, rate, angle, length)  # (H, dirs, L)
+        return kernel.transpose(0, 1)  # (dirs, H, L)
 
     def taps(self, length: int) -> torch.Tensor:
         """Taps of lags −(L−1)..(L−1), (H, 2L−1) float32: index L−1+j holds lag j = t − s.
@@ -120,6 +117,45 @@ class S4D(nn.Module):
             if self.uses_toeplitz(length):
                 return _ToeplitzConv.apply(x, taps)
             return fft_conv(x, taps)
+
+
+def vandermonde_basis(rate: torch.Tensor, angle: torch.Tensor, length: int) -> torch.Tensor:
+    """[Re z; Im z] of z[h, n, l] = exp((rate + i·angle)[h, n] · l): (H, M) twice -> (H, 2M, L)."""
+    lags = torch.arange(length, device=rate.device, dtype=rate.dtype)  # (L,)
+    decay = torch.exp(rate[:, :, None] * lags)  # (H, M, L)
+    phase = angle[:, :, None] * lags  # (H, M, L)
+    return torch.cat((decay * torch.cos(phase), decay * torch.sin(phase)), dim=1)  # (H, 2M, L)
+
+
+class _VandermondeKernel(torch.autograd.Function):
+    """K[h, d, l] = 2·Re Σ_n w[h, d, n]·exp(s[h, n]·l), one batched matmul against the
+    Vandermonde basis; w = weights[..., :M] − i·weights[..., M:] and s = rate + i·angle.
+
+    Autograd through the basis would keep about eight (H, M, L) tensors per layer until
+    backward (tens of MB per block at L = 256); this keeps only the (H, M) inputs and rebuilds
+    the basis in backward. With G = dL/dK and Q = Σ_l G·l·z (complex):
+    dL/dw_re = 2 Σ_l G·Re z, dL/dw_im = −2 Σ_l G·Im z, dL/ds_re = 2 Σ_d Re(w·Q),
+    dL/ds_im = −2 Σ_d Im(w·Q).
+    """
+
+    @staticmethod
+    def forward(ctx, weights, rate, angle, length):
+        ctx.save_for_backward(weights, rate, angle)
+        return 2.0 * torch.bmm(weights, vandermonde_basis(rate, angle, length))  # (H, dirs, L)
+
+    @staticmethod
+    def backward(ctx, grad_kernel):
+        weights, rate, angle = ctx.saved_tensors
+        modes, length = rate.shape[-1], grad_kernel.shape[-1]
+        basis_t = vandermonde_basis(rate, angle, length).transpose(1, 2)  # (H, L, 2M)
+        grad_weights = 2.0 * torch.bmm(grad_kernel, basis_t)  # (H, dirs, 2M)
+        lags = torch.arange(length, device=rate.device, dtype=rate.dtype)
+        q = torch.bmm(grad_kernel * lags, basis_t)  # (H, dirs, 2M): [Re Q, Im Q]
+        q_re, q_im = q[..., :modes], q[..., modes:]
+        w_re, w_im = weights[..., :modes], -weights[..., modes:]
+        grad_rate = 2.0 * (w_re * q_re - w_im * q_im).sum(1)  # (H, M)
+        grad_angle = -2.0 * (w_re * q_im + w_im * q_re).sum(1)  # (H, M)
+        return grad_weights, grad_rate, grad_angle, None
 
 
 class _ToeplitzConv(torch.autograd.Function):
