@@ -16,8 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from neuralcli.models.layers.buffer_pool import POOL
-
 ACTIVATIONS = ("gelu", "silu")
 
 
@@ -107,56 +105,6 @@ def _masked(x: Tensor, drop: Tensor | None) -> Tensor:
     return x if drop is None else x.masked_fill(drop, 0)
 
 
-def _masked_scratch(x: Tensor, drop: Tensor | None) -> Tensor:
-    """Like `_masked`, the copy in a pooled buffer: give it back with `_give_copy(copy, x)`."""
-    if drop is None:
-        return x
-    return _scratch(x.shape, x.dtype, x).copy_(x).masked_fill_(drop, 0)
-
-
-def _scratch(shape: tuple[int, ...] | torch.Size, dtype: torch.dtype, like: Tensor) -> Tensor:
-    """An uninitialised buffer from the pool (buffer_pool.py: large CPU temporaries are
-    reused rather than page-faulted fresh every step)."""
-    return POOL.take(tuple(shape), dtype=dtype, device=like.device)
-
-
-def _give_copy(copy: Tensor, original: Tensor) -> None:
-    """Return a scratch copy to the pool unless it is the original tensor itself."""
-    if copy is not original:
-        POOL.give(copy)
-
-
-def _normalised(x: Tensor, rstd: Tensor, weight: Tensor, dtype: torch.dtype) -> Tensor:
-    """x·rstd·weight in dtype, (…, d), in a buffer the caller gives back to the pool."""
-    out = torch.mul(x, rstd, out=_scratch(x.shape, x.dtype, x)).mul_(weight)
-    if dtype == out.dtype:
-        return out
-    converted = out.to(dtype)
-    POOL.give(out)
-    return converted
-
-
-def _linear_into(x: Tensor, weight: Tensor, bias: Tensor | None, out: Tensor) -> Tensor:
-    """out ← x (M, I) @ weightᵀ (+ bias): F.linear into a given (M, O) buffer."""
-    if bias is None:
-        return torch.mm(x, weight.t(), out=out)
-    return torch.addmm(bias, x, weight.t(), out=out)
-
-
-def _owned(ctx, name: str) -> Tensor:  # noqa: ANN001
-    """A pooled tensor kept on ctx for backward; it goes back to the pool after this backward."""
-    tensor = getattr(ctx, name)
-    if tensor is None:
-        raise RuntimeError(
-            "the fused transformer layers support one backward pass per forward pass: their "
-            "saved buffers are reused after the first (do not backward twice with "
-            "retain_graph=True)"
-        )
-    if POOL.pools(tensor.numel(), tensor.dtype, tensor.device):
-        setattr(ctx, name, None)  # pooled: reused once this backward gives it back
-    return tensor
-
-
 def _stats_dtype(x: Tensor) -> torch.dtype:
     """float32 at least: statistics of bf16 inputs are taken in float32, float64 stays."""
     return torch.promote_types(x.dtype, torch.float32)
@@ -178,12 +126,11 @@ def _rms_norm_backward(
     dtype = _stats_dtype(x)
     x = x.to(dtype)
     grad_normed = grad_normed.to(dtype)  # a fresh matmul output: free to overwrite
-    x_hat = torch.mul(x, rstd, out=_scratch(x.shape, dtype, x))  # (..., d)
+    x_hat = x * rstd  # (..., d)
     grad_weight = torch.einsum("...i,...i->i", grad_normed, x_hat)
     g = grad_normed.mul_(weight)
     dot = torch.linalg.vecdot(g, x_hat).unsqueeze(-1) / x.shape[-1]  # (..., 1)
     grad_x = g.sub_(x_hat.mul_(dot)).mul_(rstd)
-    POOL.give(x_hat)
     return grad_x, grad_weight
 
 
@@ -204,9 +151,8 @@ class _NormLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, norm_weight, weight, bias, eps, cos, sin, num_heads):  # noqa: ANN001, ANN205
         rstd = _rms_stats(x, eps)  # (..., 1)
-        normed = _normalised(x, rstd, norm_weight, weight.dtype)  # (..., d)
-        y = F.linear(normed, weight, bias)  # (..., out): SDPA keeps it, so not pooled
-        POOL.give(normed)
+        normed = (x * rstd * norm_weight).to(weight.dtype)  # (..., d)
+        y = F.linear(normed, weight, bias)  # (..., out)
         if cos is not None:
             _rotate_qk_(y, cos, sin, num_heads)
         ctx.save_for_backward(x, rstd, norm_weight, weight, cos, sin)
@@ -216,20 +162,17 @@ class _NormLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y):  # noqa: ANN001, ANN205
         x, rstd, norm_weight, weight, cos, sin = ctx.saved_tensors
-        incoming = grad_y
         converted = grad_y.to(weight.dtype, memory_format=torch.contiguous_format)
         if cos is not None:
             # the incoming gradient belongs to autograd: rotate a copy
-            if converted is grad_y:
-                converted = _scratch(grad_y.shape, grad_y.dtype, grad_y).copy_(grad_y)
+            converted = converted.clone() if converted is grad_y else converted
             _rotate_qk_(converted, cos, -sin, ctx.num_heads)
         grad_y = converted
-        normed = _normalised(x, rstd, norm_weight, weight.dtype)  # (..., d), rebuilt
+        normed = (x * rstd * norm_weight).to(weight.dtype)
         grad_weight = _flat(grad_y).t().mm(_flat(normed))  # (out, d)
         grad_bias = _flat(grad_y).sum(0) if ctx.has_bias else None
-        POOL.give(normed)
-        grad_normed = grad_y.matmul(weight)  # (..., d): becomes grad_x, so not pooled
-        _give_copy(grad_y, incoming)
+        del normed
+        grad_normed = grad_y.matmul(weight)  # (..., d)
         grad_x, grad_norm_weight = _rms_norm_backward(grad_normed, x, rstd, norm_weight)
         return grad_x.to(x.dtype), grad_norm_weight, grad_weight, grad_bias, None, None, None, None
 
@@ -257,9 +200,7 @@ class _DropoutLinear(torch.autograd.Function):
         scale = 1.0 / (1.0 - p) if active else 1.0
         drop_in = _drop_mask(a, p) if active else None
         bias_scaled = None if bias is None else bias * scale
-        dropped = _masked_scratch(a, drop_in)  # (..., d_in)
-        y = F.linear(dropped, weight * scale**2, bias_scaled)  # (..., d_out)
-        _give_copy(dropped, a)
+        y = F.linear(_masked(a, drop_in), weight * scale**2, bias_scaled)  # (..., d_out)
         drop_out = _drop_mask(y, p) if active else None
         if drop_out is not None:
             y.masked_fill_(drop_out, 0)
@@ -272,21 +213,16 @@ class _DropoutLinear(torch.autograd.Function):
     def backward(ctx, grad_y):  # noqa: ANN001, ANN205
         a, weight, drop_in, drop_out = ctx.saved_tensors
         gain = ctx.scale**2
-        converted = grad_y.to(weight.dtype)
-        grad_y = _masked_scratch(converted, drop_out)
-        dropped = _masked_scratch(a, drop_in)
-        grad_weight = _flat(grad_y).t().mm(_flat(dropped)).mul_(gain)
-        _give_copy(dropped, a)
+        grad_y = _masked(grad_y.to(weight.dtype), drop_out)
+        grad_weight = _flat(grad_y).t().mm(_flat(_masked(a, drop_in))).mul_(gain)
         grad_bias = _flat(grad_y).sum(0).mul_(ctx.scale) if ctx.has_bias else None
         grad_a = grad_y.matmul(weight * gain)
-        _give_copy(grad_y, converted)
         if drop_in is not None:
             grad_a.masked_fill_(drop_in, 0)
         return grad_a.to(a.dtype), grad_weight, grad_bias, None, None
 
 
 _ACT_FORWARD = {"gelu": F.gelu, "silu": F.silu}
-_ACT_OUT = {"gelu": torch.ops.aten.gelu.out, "silu": torch.ops.aten.silu.out}
 
 
 def _act_backward_into(activation: str, grad: Tensor, gate: Tensor, out: Tensor) -> None:
@@ -336,10 +272,9 @@ class _NormGatedMLP(torch.autograd.Function):
         dtype = gate_up_weight.dtype
         x2 = _flat(x)  # (M, d)
         rstd = _rms_stats(x2, eps)  # (M, 1)
-        normed = _normalised(x2, rstd, norm_weight, dtype)  # (M, d)
-        gate_up = _scratch((normed.shape[0], gate_up_weight.shape[0]), dtype, x)  # (M, 2F)
-        _linear_into(normed, gate_up_weight, gate_up_bias, gate_up)
-        POOL.give(normed)
+        normed = (x2 * rstd * norm_weight).to(dtype)  # (M, d)
+        gate_up = F.linear(normed, gate_up_weight, gate_up_bias)  # (M, 2F)
+        del normed
         rows, hidden_size = gate_up.shape[0], gate_up.shape[1] // 2
         active = training and p > 0
         scale = 1.0 / (1.0 - p) if active else 1.0
@@ -353,27 +288,27 @@ class _NormGatedMLP(torch.autograd.Function):
         for start in range(0, rows, step):
             chunk = slice(start, start + step)
             gate, up = gate_up[chunk].chunk(2, dim=-1)  # (c, F)
-            hidden = _ACT_OUT[activation](gate, out=_scratch(gate.shape, dtype, x)).mul_(up)
+            hidden = _ACT_FORWARD[activation](gate).mul_(up)
             if drop is not None:
                 hidden.masked_fill_(drop[chunk], 0)
-            _linear_into(hidden, down_scaled, down_bias_scaled, y[chunk])
-            POOL.give(hidden)
+            y[chunk] = F.linear(hidden, down_scaled, down_bias_scaled)
         if drop_out is not None:
             y.masked_fill_(drop_out, 0)
-        ctx.save_for_backward(x2, rstd, norm_weight, gate_up_weight, down_weight, drop, drop_out)
-        ctx.gate_up = gate_up
+        ctx.save_for_backward(
+            x2, rstd, norm_weight, gate_up, gate_up_weight, down_weight, drop, drop_out
+        )
         ctx.activation, ctx.scale, ctx.step = activation, scale, step
         ctx.has_bias = (gate_up_bias is not None, down_bias is not None)
         return y.view(*x.shape[:-1], -1)
 
     @staticmethod
     def backward(ctx, grad_y):  # noqa: ANN001, ANN205
-        x2, rstd, norm_weight, gate_up_weight, down_weight, drop, drop_out = ctx.saved_tensors
-        gate_up = _owned(ctx, "gate_up")  # (M, 2F)
+        x2, rstd, norm_weight, gate_up, gate_up_weight, down_weight, drop, drop_out = (
+            ctx.saved_tensors
+        )
         dtype = gate_up.dtype
         shape = grad_y.shape
-        converted = _flat(grad_y.to(dtype))
-        grad_y = _masked_scratch(converted, drop_out)  # (M, d)
+        grad_y = _masked(_flat(grad_y.to(dtype)), drop_out)  # (M, d)
         gain = ctx.scale**2
         down_scaled = down_weight * gain
         hidden_size = gate_up.shape[1] // 2
@@ -387,21 +322,20 @@ class _NormGatedMLP(torch.autograd.Function):
             chunk = slice(start, start + ctx.step)
             grad_out = grad_y[chunk]  # (c, d)
             gate, up = gate_up[chunk].chunk(2, dim=-1)  # (c, F)
-            activated = _ACT_OUT[ctx.activation](gate, out=_scratch(gate.shape, dtype, x2))
-            grad_hidden = torch.mm(grad_out, down_scaled, out=_scratch(gate.shape, dtype, x2))
+            activated = _ACT_FORWARD[ctx.activation](gate)
+            grad_hidden = grad_out.mm(down_scaled)  # (c, F)
             if drop is not None:
                 grad_hidden.masked_fill_(drop[chunk], 0)
-            grad_gate_up = _scratch(gate_up[chunk].shape, dtype, x2)  # (c, 2F)
+            grad_gate_up = torch.empty_like(gate_up[chunk])  # (c, 2F)
             torch.mul(grad_hidden, activated, out=grad_gate_up[:, hidden_size:])
             hidden = activated.mul_(up)
             if drop is not None:
                 hidden.masked_fill_(drop[chunk], 0)
             _add_product(grad_down_weight, grad_out.t(), hidden)  # (d, F), times s² below
-            del hidden
-            POOL.give(activated)
+            del hidden, activated
             grad_hidden.mul_(up)
             _act_backward_into(ctx.activation, grad_hidden, gate, grad_gate_up[:, :hidden_size])
-            POOL.give(grad_hidden)
+            del grad_hidden
             normed = (x2[chunk] * rstd[chunk] * norm_weight).to(dtype)  # (c, d)
             _add_product(grad_gate_up_weight, grad_gate_up.t(), normed)  # (2F, d)
             grad_gate_up_bias.add_(grad_gate_up.sum(0))
@@ -411,11 +345,8 @@ class _NormGatedMLP(torch.autograd.Function):
             )
             grad_x[chunk] = grad_x_chunk
             grad_norm_weight.add_(grad_norm_chunk)
-            POOL.give(grad_gate_up)
         grad_down_weight.mul_(gain)
         grad_down_bias = grad_y.sum(0, dtype=accumulate) * ctx.scale if ctx.has_bias[1] else None
-        _give_copy(grad_y, converted)
-        POOL.give(gate_up)
         return (
             grad_x.view(shape),
             grad_norm_weight,
