@@ -13,7 +13,8 @@ AdamW + LambdaLR; (denoiser) noise + forward + loss + backward + clip 1.0 + Adam
 + an EMA update (lerp_ of a float32 parameter copy).
 
 `--thp` sets THP_MEM_ALLOC_ENABLE=1 for the child processes (torch then backs large CPU
-allocations with transparent huge pages, which cuts the page-fault cost of large temporaries).
+allocations with transparent huge pages). It is there for comparison: since the fused blocks
+reuse pooled buffers (models/layers/buffer_pool.py), huge pages have made steps slower here.
 """
 
 from __future__ import annotations
