@@ -1,4 +1,5 @@
-"""Channel-major fused stacks (Toeplitz lengths) match the channels-last plain composition."""
+"""Channel-major fused stacks (Toeplitz lengths) match the channels-last plain composition,
+also over several steps that run on reused buffers from the pool (buffer_pool.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,14 @@ from neuralcli.models.denoiser import Denoiser, DenoiserConfig
 from neuralcli.models.layers.s4d import S4D
 
 
+@pytest.fixture(params=["fresh", "pooled"])
+def buffers(request) -> str:
+    """Fresh tensors, or every tensor of the fused blocks through the pool (pool_all)."""
+    if request.param == "pooled":
+        request.getfixturevalue("pool_all")
+    return request.param
+
+
 def _value_and_grads(model: torch.nn.Module, run, weights: torch.Tensor):
     model.zero_grad()
     out = run()
@@ -19,15 +28,16 @@ def _value_and_grads(model: torch.nn.Module, run, weights: torch.Tensor):
 
 def _compare(model: torch.nn.Module, run, shape, monkeypatch: pytest.MonkeyPatch) -> None:
     weights = torch.randn(shape)
-    fused, fused_grads = _value_and_grads(model, run, weights)
+    fused_steps = [_value_and_grads(model, run, weights) for _ in range(3)]  # buffers reused
     monkeypatch.setattr(S4D, "direct_max_length", 0)  # every length takes the plain path
     plain, plain_grads = _value_and_grads(model, run, weights)
-    torch.testing.assert_close(fused, plain, atol=1e-4, rtol=1e-4)
-    for got, want in zip(fused_grads, plain_grads, strict=True):
-        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    for fused, fused_grads in fused_steps:
+        torch.testing.assert_close(fused, plain, atol=1e-4, rtol=1e-4)
+        for got, want in zip(fused_grads, plain_grads, strict=True):
+            torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
-def test_denoiser_channel_major_stack_matches_plain(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_denoiser_channel_major_stack_matches_plain(buffers, monkeypatch) -> None:
     torch.manual_seed(0)
     model = Denoiser(config=DenoiserConfig(hidden_channels=16, num_blocks=2, state_size=8))
     with torch.no_grad():
@@ -39,7 +49,7 @@ def test_denoiser_channel_major_stack_matches_plain(monkeypatch: pytest.MonkeyPa
     _compare(model, lambda: model(x, timesteps), (3, 20, 8), monkeypatch)
 
 
-def test_autoencoder_channel_major_stack_matches_plain(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_autoencoder_channel_major_stack_matches_plain(buffers, monkeypatch) -> None:
     torch.manual_seed(0)
     config = AutoencoderConfig(n_neurons=12, hidden_channels=16, num_blocks=2, state_size=8)
     model = SpikeAutoencoder(config=config)

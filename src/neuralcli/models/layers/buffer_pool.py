@@ -39,8 +39,7 @@ class BufferPool:
 
     def pools(self, numel: int, dtype: torch.dtype, device: torch.device) -> bool:
         """Whether a tensor of this size, dtype and device goes through the pool."""
-        itemsize = torch.empty((), dtype=dtype).element_size()
-        return device.type == "cpu" and numel * itemsize >= self.min_bytes
+        return device.type == "cpu" and numel * dtype.itemsize >= self.min_bytes
 
     def take(
         self, shape: tuple[int, ...], *, dtype: torch.dtype, device: torch.device

@@ -46,7 +46,9 @@ def instance_norm_stats(x: torch.Tensor, dim: int = 1) -> tuple[torch.Tensor, to
     return mean, torch.rsqrt(norm.square() / x.shape[dim] + NORM_EPS)
 
 
-def _scratch(shape: torch.Size | tuple[int, ...], like: torch.Tensor, dtype=None) -> torch.Tensor:
+def _scratch(
+    shape: torch.Size | tuple[int, ...], like: torch.Tensor, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """An uninitialised tensor from the pool, with like's device and dtype unless given."""
     return POOL.take(tuple(shape), dtype=dtype or like.dtype, device=like.device)
 
