@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from neuralcli.errors import RunDirError
+from neuralcli.models.layers.buffer_pool import POOL
 from neuralcli.runtime.checkpoint import (
     load_state,
     load_state_dict_checked,
@@ -120,6 +121,14 @@ def run(run_dir: Path, config: TrainingConfig, *, init_seed: int = 0, **kwargs):
         model_config={"hidden": 16},
         **kwargs,
     )
+
+
+def test_training_frees_the_pooled_block_buffers(tmp_path, monkeypatch):
+    monkeypatch.setattr(POOL, "min_bytes", 0)
+    POOL.give(torch.empty(64))  # left by the fused blocks of a training step
+    assert POOL.held_bytes() > 0
+    run(tmp_path / "run", make_config(epochs=1))
+    assert POOL.held_bytes() == 0
 
 
 def read_records(run_dir: Path) -> list[dict]:

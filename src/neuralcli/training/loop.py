@@ -49,6 +49,7 @@ import torch.distributed as torch_dist
 from torch import nn
 
 from neuralcli.errors import NeuralCliError, RunDirError
+from neuralcli.models.layers.buffer_pool import release_buffers
 from neuralcli.runtime.checkpoint import (
     METRICS_FILE,
     STATE_FILE,
@@ -268,7 +269,12 @@ def train(
         stop_flag=stop_flag,
     )
     with _stop_on_signals(stop_flag):
-        return loop.run()
+        try:
+            return loop.run()
+        finally:
+            # The fused LDNS blocks' pooled scratch serves the training steps only: free it
+            # before whatever the process does next (sampling, another stage).
+            release_buffers()
 
 
 @dataclass
