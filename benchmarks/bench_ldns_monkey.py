@@ -200,7 +200,9 @@ def _schedule(torch, optimizer, training, n_train: int):
 
 def _optimizer(torch, model, training, device):
     """AdamW as the training loop builds it: S4D A and dt without weight decay."""
-    return torch.optim.AdamW(
+    from neuralcli.training.optimizer import AdamW
+
+    return AdamW(
         model.parameter_groups(training.weight_decay),
         lr=training.lr,
         betas=tuple(training.adam_betas),

@@ -136,6 +136,7 @@ def _lfp_step(torch, args: argparse.Namespace):
 
     from neuralcli.models.layers.tokenizer import PatchTokenizer, TokenizerConfig
     from neuralcli.models.layers.transformer import TransformerConfig, TransformerEncoder
+    from neuralcli.training.optimizer import AdamW
 
     tokenizer_config = TokenizerConfig(mode="lfp-conv", d_model=256, patch_size=32)
     encoder_config = TransformerConfig(d_model=256, num_layers=args.layers, num_heads=8)
@@ -144,7 +145,7 @@ def _lfp_step(torch, args: argparse.Namespace):
     readout = torch.nn.Linear(256, tokenizer_config.patch_size)
     modules = torch.nn.ModuleList([tokenizer, encoder, readout]).train()
     params = [p for p in modules.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=6.25e-4, weight_decay=0.1)  # distillation §11
+    optimizer = AdamW(params, lr=6.25e-4, weight_decay=0.1)  # distillation §11
     batch = torch.randn(args.batch_size, args.steps_per_window, args.channels)
     session = torch.zeros(args.batch_size, dtype=torch.long)
     if args.precision == "bf16":

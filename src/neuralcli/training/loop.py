@@ -65,6 +65,7 @@ from neuralcli.runtime.files import atomic_write_text
 from neuralcli.training.config import TrainingConfig
 from neuralcli.training.ema import EMA
 from neuralcli.training.objective import BatchSource, Objective
+from neuralcli.training.optimizer import AdamW
 from neuralcli.training.schedule import ScheduleSteps, build_warmup_cosine, schedule_steps
 
 STATE_FORMAT = 1
@@ -603,13 +604,13 @@ def strip_wrapper_prefixes(state_dict: dict[str, torch.Tensor]) -> dict[str, tor
 
 def _build_optimizer(
     raw: nn.Module, param_groups: list[dict] | None, config: TrainingConfig, device: torch.device
-) -> torch.optim.AdamW:
+) -> AdamW:
     """AdamW with weight decay everywhere unless a group says otherwise (LDNS §12)."""
     if param_groups is None:
         groups = [{"params": [p for p in raw.parameters() if p.requires_grad]}]
     else:
         groups = [dict(group) for group in param_groups]  # AdamW fills in defaults in place
-    return torch.optim.AdamW(
+    return AdamW(
         groups,
         lr=config.lr,
         betas=tuple(config.adam_betas),

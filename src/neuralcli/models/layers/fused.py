@@ -244,11 +244,8 @@ class FusedBlock(torch.autograd.Function):
         compute = u.dtype
         channels, length, rows = x.shape[0], x.shape[-1], x[0].numel()
         grad_out = grad_out.contiguous()  # (C, B, T)
-        # Rebuild the residual between the mixers; keep GELU(y) for the time mixer.
-        gelu_y = torch.ops.aten.gelu.out(y, out=_scratch(x.shape, x))  # (C, B, T)
-        x2 = _residual(x, gelu_y, gain, bias, _scratch(x.shape, x))  # (C, B, T)
 
-        # Channel mixer.
+        # Channel mixer: the MLP part first, while no (C, B, T) scratch is live.
         activation = torch.ops.aten.gelu.out(u, out=_scratch(u.shape, u))  # GELU(u)
         grad_gate = None
         if m is None:
@@ -261,13 +258,17 @@ class FusedBlock(torch.autograd.Function):
             grad_m = torch.mul(grad_out, gate, out=m).view(channels, rows)  # (C, B·T)
         grad_b2 = None if b2 is None else grad_m.sum(1).to(b2.dtype)
         grad_w2 = (grad_m @ activation.t()).to(w2.dtype)  # (C, 2C)
-        grad_act = torch.mm(w2.to(compute).t(), grad_m, out=_scratch(u.shape, u))  # (2C, B·T)
+        # dL/dGELU(u), then dL/du in place, in GELU(u)'s buffer (grad_w2 was its last use):
+        # two (2C, B·T) buffers live here instead of three.
+        grad_act = torch.mm(w2.to(compute).t(), grad_m, out=activation)  # (2C, B·T)
         del grad_m
         if m is not None:
             POOL.give(m)
-        # dL/du into GELU(u)'s buffer, which grad_w2 no longer needs.
-        grad_u = torch.ops.aten.gelu_backward.grad_input(grad_act, u, grad_input=activation)
-        POOL.give(grad_act, u)
+        grad_u = torch.ops.aten.gelu_backward.grad_input(grad_act, u, grad_input=grad_act)
+        POOL.give(u)
+        # Rebuild the residual between the mixers; keep GELU(y) for the time mixer.
+        gelu_y = torch.ops.aten.gelu.out(y, out=_scratch(x.shape, x))  # (C, B, T)
+        x2 = _residual(x, gelu_y, gain, bias, _scratch(x.shape, x))  # (C, B, T)
         grad_b1 = None if b1 is None else grad_u.sum(1).to(b1.dtype)
         h = modulate(x2, mean_c, rstd_c, shift_c, scale_c, out=_scratch(x.shape, x))  # rebuilt
         grad_w1 = (grad_u @ h.view(channels, rows).to(compute).t()).to(w1.dtype)  # (2C, C)
