@@ -79,6 +79,11 @@ def main() -> None:
         help="run only this many of DDPM's 1000 steps and extrapolate (default: all 1000)",
     )
     parser.add_argument("--sample-batch-size", type=int, default=512)
+    parser.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="keep glibc's malloc defaults (LDNS commands tune them: runtime/allocator.py)",
+    )
     parser.add_argument("--child", choices=MEASUREMENTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.ddpm_n is None:
@@ -105,6 +110,7 @@ def main() -> None:
         command += ["--ddpm-n", str(args.ddpm_n), "--ddim-steps", str(args.ddim_steps)]
         command += ["--ddpm-timed-steps", str(args.ddpm_timed_steps)]
         command += ["--sample-batch-size", str(args.sample_batch_size)]
+        command += ["--default-malloc"] if args.default_malloc else []
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             sys.stderr.write(done.stderr)
@@ -118,8 +124,10 @@ def main() -> None:
 def run_child(args: argparse.Namespace) -> dict:
     import torch
 
+    from neuralcli.runtime.allocator import tune_allocator
     from neuralcli.runtime.device import Runtime, resolve_device, resolve_precision
 
+    malloc_tuned = False if args.default_malloc else tune_allocator()  # as the CLI does
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = resolve_device(args.device)
@@ -146,6 +154,7 @@ def run_child(args: argparse.Namespace) -> dict:
             "torch": torch.__version__,
             "python": platform.python_version(),
             "machine": platform.machine(),
+            "malloc_tuned": malloc_tuned,
         }
     )
     return result

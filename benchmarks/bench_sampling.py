@@ -19,6 +19,7 @@ import torch
 
 from neuralcli.diffusion.sampling import make_scheduler, sample_latents
 from neuralcli.models.denoiser import Denoiser, DenoiserConfig
+from neuralcli.runtime.allocator import tune_allocator
 
 
 def main() -> None:
@@ -29,7 +30,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--skip-ddpm", action="store_true", help="only time DDIM")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="keep glibc's malloc defaults (`neuralcli sample` tunes them: runtime/allocator.py)",
+    )
     args = parser.parse_args()
+    malloc_tuned = False if args.default_malloc else tune_allocator()  # as the CLI does
 
     torch.manual_seed(0)
     config = DenoiserConfig(latent_channels=8, hidden_channels=64, num_blocks=4)
@@ -81,6 +88,7 @@ def main() -> None:
                     "torch_threads": torch.get_num_threads(),
                     "torch": torch.__version__,
                     "machine": platform.processor() or platform.machine(),
+                    "malloc_tuned": malloc_tuned,
                 },
             }
         )

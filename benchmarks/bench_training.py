@@ -38,6 +38,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed steps (after 3 warm-up)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--thp", action="store_true", help="THP_MEM_ALLOC_ENABLE=1 in the children")
+    parser.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="keep glibc's malloc defaults (LDNS commands tune them: runtime/allocator.py)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -52,6 +57,7 @@ def main() -> None:
         command = [sys.executable, __file__, "--child", "--which", which]
         command += ["--precision", args.precision, "--steps", str(args.steps)]
         command += ["--threads", str(args.threads)]
+        command += ["--default-malloc"] if args.default_malloc else []
         if args.batch_size is not None:
             command += ["--batch-size", str(args.batch_size)]
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
@@ -76,6 +82,9 @@ def main() -> None:
 def run_child(args: argparse.Namespace) -> dict:
     import torch
 
+    from neuralcli.runtime.allocator import tune_allocator
+
+    malloc_tuned = False if args.default_malloc else tune_allocator()  # as the CLI does
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.which == "ae":
@@ -121,6 +130,7 @@ def run_child(args: argparse.Namespace) -> dict:
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "precision": args.precision,
+        "malloc_tuned": malloc_tuned,
         "settings": settings,
     }
 

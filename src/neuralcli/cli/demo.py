@@ -10,6 +10,7 @@ from neuralcli.cli.common import RichReporter, emit, handle_errors, options, std
 from neuralcli.cli.evaluate import metrics_table
 from neuralcli.cli.runtime_options import DeviceOption, PrecisionOption, SeedOption, make_runtime
 from neuralcli.pipelines.demo import run_demo
+from neuralcli.runtime.allocator import tune_allocator
 
 EXAMPLE = "Example: neuralcli demo   (or: neuralcli demo --preset lorenz --sampler ddpm)"
 
@@ -33,6 +34,7 @@ def demo(
     seed: SeedOption = None,
 ) -> None:
     """Run LDNS on Lorenz end to end: data, autoencoder, diffusion, samples, evaluation, plots."""
+    tune_allocator()  # LDNS training and sampling: see runtime/allocator.py
     runtime = make_runtime(device, precision, seed)
     with RichReporter() as reporter:
         result = run_demo(

@@ -61,4 +61,5 @@ def distill(
         precision=precision,
         seed=seed,
         compile=compile,
+        ldns=False,
     )

@@ -11,6 +11,7 @@ from neuralcli.cli.common import RichReporter, emit, handle_errors, key_value_ta
 from neuralcli.cli.runtime_options import DeviceOption, PrecisionOption, SeedOption, make_runtime
 from neuralcli.pipelines.runs import resolve_run_dir
 from neuralcli.pipelines.sample import ConditionRequest, sample_spikes
+from neuralcli.runtime.allocator import tune_allocator
 
 EXAMPLE = (
     "Example: neuralcli sample --model runs/diffusion-lorenz --n 1000 --sampler ddim --steps 50\n\n"
@@ -79,6 +80,7 @@ def sample(
     seed: SeedOption = None,
 ) -> None:
     """Sample spike trains of any length from a trained latent diffusion model."""
+    tune_allocator()  # LDNS sampling reallocates the same large tensors every step
     runtime = make_runtime(device, precision, seed)
     home = options().home_path
     run_dir = resolve_run_dir(model, home)

@@ -32,6 +32,7 @@ from neuralcli.pipelines.train_ae import TrainRunResult, train_autoencoder
 from neuralcli.pipelines.train_diffusion import train_diffusion
 from neuralcli.pipelines.train_paired import train_student, train_teacher
 from neuralcli.pipelines.train_spike_history import train_spike_history
+from neuralcli.runtime.allocator import tune_allocator
 from neuralcli.runtime.checkpoint import read_model_meta
 
 app = typer.Typer(help="Train models.", no_args_is_help=True)
@@ -59,8 +60,15 @@ def _train(
     precision: str | None,
     seed: int | None,
     compile: bool | None,
+    ldns: bool,
 ) -> None:
-    """Resolve the runtime, run one training pipeline with progress bars, print its summary."""
+    """Resolve the runtime, run one training pipeline with progress bars, print its summary.
+
+    `ldns`: an LDNS stage, whose steps run faster with the tuned allocator (the transformer's
+    heap would fragment; see runtime/allocator.py).
+    """
+    if ldns:
+        tune_allocator()
     runtime = make_runtime(device, precision, seed, compile)
     describe_setup(config, runtime)
     with RichReporter() as reporter:
@@ -103,6 +111,7 @@ def train_ae(
         precision=precision,
         seed=seed,
         compile=compile,
+        ldns=True,
     )
 
 
@@ -136,6 +145,7 @@ def train_diffusion_command(
         precision=precision,
         seed=seed,
         compile=compile,
+        ldns=True,
     )
 
 
@@ -197,6 +207,7 @@ def train_spike_history_command(
         precision=precision,
         seed=seed,
         compile=compile,
+        ldns=True,
     )
 
 
@@ -264,6 +275,7 @@ def train_teacher_command(
         precision=precision,
         seed=seed,
         compile=compile,
+        ldns=False,
     )
 
 
@@ -303,4 +315,5 @@ def train_student_command(
         precision=precision,
         seed=seed,
         compile=compile,
+        ldns=False,
     )

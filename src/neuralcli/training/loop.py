@@ -50,6 +50,7 @@ from torch import nn
 
 from neuralcli.errors import NeuralCliError, RunDirError
 from neuralcli.models.layers.buffer_pool import release_buffers
+from neuralcli.runtime.allocator import trim_heap
 from neuralcli.runtime.checkpoint import (
     METRICS_FILE,
     STATE_FILE,
@@ -273,9 +274,10 @@ def train(
         try:
             return loop.run()
         finally:
-            # The fused LDNS blocks' pooled scratch serves the training steps only: free it
-            # before whatever the process does next (sampling, another stage).
+            # The fused LDNS blocks' pooled scratch and the free heap a tuned allocator keeps
+            # serve the training steps only: free them before whatever the process does next.
             release_buffers()
+            trim_heap()
 
 
 @dataclass

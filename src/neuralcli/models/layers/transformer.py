@@ -233,7 +233,7 @@ def _act_backward_into(activation: str, grad: Tensor, gate: Tensor, out: Tensor)
         torch.ops.aten.silu_backward.grad_input(grad, gate, grad_input=out)
 
 
-_CHUNK_ELEMENTS = 1 << 23  # rows per MLP chunk = this / F: 32 MB fp32 (…, F) temporaries
+_CHUNK_ELEMENTS = 1 << 21  # rows per MLP chunk = this / F: 8 MiB fp32 (…, F) temporaries
 
 
 def _add_product(accumulator: Tensor, a: Tensor, b: Tensor) -> None:
