@@ -32,9 +32,17 @@ def _compare(model: torch.nn.Module, run, shape, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(S4D, "direct_max_length", 0)  # every length takes the plain path
     plain, plain_grads = _value_and_grads(model, run, weights)
     for fused, fused_grads in fused_steps:
-        torch.testing.assert_close(fused, plain, atol=1e-4, rtol=1e-4)
+        _assert_close_at_scale(fused, plain)
         for got, want in zip(fused_grads, plain_grads, strict=True):
-            torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+            _assert_close_at_scale(got, want)
+
+
+def _assert_close_at_scale(got: torch.Tensor, want: torch.Tensor) -> None:
+    """Equal up to float32 rounding of two convolution algorithms (Toeplitz matmul vs FFT),
+    measured against the tensor's own scale: gradients here reach 40, and a near-zero entry
+    of such a tensor carries errors of that scale, not of its own size."""
+    scale = want.abs().max().clamp_min(1.0)
+    torch.testing.assert_close(got / scale, want / scale, atol=1e-5, rtol=1e-4)
 
 
 def test_denoiser_channel_major_stack_matches_plain(buffers, monkeypatch) -> None:
