@@ -21,7 +21,7 @@ import json, resource, sys, torch
 from neuralcli.runtime.allocator import tune_allocator
 tuned = tune_allocator() if sys.argv[1] == "tuned" else False
 faults = []
-for _ in range(8):
+for _ in range(12):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     tensors = [torch.ones(10 * 2**20) for _ in range(3)]
     del tensors
