@@ -61,5 +61,4 @@ def distill(
         precision=precision,
         seed=seed,
         compile=compile,
-        ldns=False,
     )

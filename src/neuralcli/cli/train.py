@@ -60,15 +60,8 @@ def _train(
     precision: str | None,
     seed: int | None,
     compile: bool | None,
-    ldns: bool,
 ) -> None:
-    """Resolve the runtime, run one training pipeline with progress bars, print its summary.
-
-    `ldns`: an LDNS stage, whose steps run faster with the tuned allocator (the transformer's
-    heap would fragment; see runtime/allocator.py).
-    """
-    if ldns:
-        tune_allocator()
+    """Resolve the runtime, run one training pipeline with progress bars, print its summary."""
     runtime = make_runtime(device, precision, seed, compile)
     describe_setup(config, runtime)
     with RichReporter() as reporter:
@@ -101,6 +94,7 @@ def train_ae(
     compile: CompileOption = None,
 ) -> None:
     """Train the spike autoencoder (LDNS stage 1) on the preset's dataset."""
+    tune_allocator()  # LDNS steps reuse heap pages (runtime/allocator.py)
     config = stage_config(preset, "ae", set_, assign={"name": name})
     _train(
         "ae",
@@ -111,7 +105,6 @@ def train_ae(
         precision=precision,
         seed=seed,
         compile=compile,
-        ldns=True,
     )
 
 
@@ -135,6 +128,7 @@ def train_diffusion_command(
     compile: CompileOption = None,
 ) -> None:
     """Train the latent diffusion model (LDNS stage 2) on a trained autoencoder's latents."""
+    tune_allocator()  # LDNS steps reuse heap pages (runtime/allocator.py)
     config = stage_config(preset, "diffusion", set_, assign={"name": name, "ae": ae})
     _train(
         "diffusion",
@@ -145,7 +139,6 @@ def train_diffusion_command(
         precision=precision,
         seed=seed,
         compile=compile,
-        ldns=True,
     )
 
 
@@ -197,6 +190,7 @@ def train_spike_history_command(
 ) -> None:
     """Fit the spike-history GLM ("LDNS + spike history", LDNS §5) teacher-forced on the AE's
     training spikes and log rates; writes runs/<name>/ with model.json recording the AE."""
+    tune_allocator()  # LDNS steps reuse heap pages (runtime/allocator.py)
     config = spike_history_config(ae, preset, set_, name)
     _train(
         "spike-history",
@@ -207,7 +201,6 @@ def train_spike_history_command(
         precision=precision,
         seed=seed,
         compile=compile,
-        ldns=True,
     )
 
 
@@ -275,7 +268,6 @@ def train_teacher_command(
         precision=precision,
         seed=seed,
         compile=compile,
-        ldns=False,
     )
 
 
@@ -315,5 +307,4 @@ def train_student_command(
         precision=precision,
         seed=seed,
         compile=compile,
-        ldns=False,
     )

@@ -20,9 +20,11 @@ peak on the velocity denoiser with mmap off). The price is the higher peak above
 `TRIM_THRESHOLD` of free heap kept by the process; `trim_heap` hands that back (the training
 loop calls it when a run ends).
 
-The CLI calls `tune_allocator` at start-up (set NEURALCLI_DEFAULT_MALLOC=1 to keep glibc's
-defaults); library users may call it themselves. Elsewhere (macOS, musl, Windows) both
-functions do nothing.
+The CLI's LDNS commands (`train ae|diffusion|spike-history`, `sample`, `demo`) call
+`tune_allocator` first; the transformer commands do not, because the LFP encoder's mixed
+49-393 MB tensors fragment a heap that serves them (44.9 s per step but 6.7 GB peak, over its
+5.75 GB bar). NEURALCLI_DEFAULT_MALLOC=1 keeps glibc's defaults; library users may call
+it themselves. Elsewhere (macOS, musl, Windows) both functions do nothing.
 """
 
 from __future__ import annotations

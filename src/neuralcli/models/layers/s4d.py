@@ -129,8 +129,7 @@ def vandermonde_basis(rate: torch.Tensor, angle: torch.Tensor, length: int) -> t
     (H, M, 16) tables only, then one complex product per entry. On CPU that is 2-2.5x faster
     than cos and sin of every l·angle (whose large arguments take SLEEF's slow path), and
     closer to the float64 values (max error 7.7e-5 vs 1.0e-4 at H = L = 256, M = 32).
-    Inputs that require grad get the same product without in-place writes, so autograd
-    can trace it.
+    Differentiable (the in-place updates touch only fresh products).
     """
     channels, modes = rate.shape
     blocks = -(-length // _LAG_BLOCK)
@@ -140,15 +139,9 @@ def vandermonde_basis(rate: torch.Tensor, angle: torch.Tensor, length: int) -> t
     step_re, step_im = _powers(rate, angle, step)  # (H, M, 16)
     start_re, start_im = start_re[..., :, None], start_im[..., :, None]  # (H, M, J, 1)
     step_re, step_im = step_re[..., None, :], step_im[..., None, :]  # (H, M, 1, 16)
-    if torch.is_grad_enabled() and (rate.requires_grad or angle.requires_grad):
-        real = start_re * step_re - start_im * step_im  # (H, M, J, 16)
-        imag = start_re * step_im + start_im * step_re
-        basis = torch.stack((real, imag), dim=1)  # (H, 2, M, J, 16)
-        return basis.reshape(channels, 2 * modes, blocks * _LAG_BLOCK)[..., :length]
-    basis = rate.new_empty(channels, 2, modes, blocks, _LAG_BLOCK)  # [Re z; Im z]
-    real, imag = basis[:, 0], basis[:, 1]  # (H, M, J, 16) each
-    torch.mul(start_re, step_re, out=real).addcmul_(start_im, step_im, value=-1.0)
-    torch.mul(start_re, step_im, out=imag).addcmul_(start_im, step_re)
+    real = (start_re * step_re).addcmul_(start_im, step_im, value=-1.0)  # (H, M, J, 16)
+    imag = (start_re * step_im).addcmul_(start_im, step_re)  # (H, M, J, 16)
+    basis = torch.stack((real, imag), dim=1)  # (H, 2, M, J, 16): [Re z; Im z]
     return basis.view(channels, 2 * modes, blocks * _LAG_BLOCK)[..., :length]  # (H, 2M, L)
 
 
