@@ -11,11 +11,10 @@ import torch
 from neuralcli.models.layers.s4d import (
     S4D,
     _ToeplitzConv,
-    _VandermondeKernel,
     fft_conv,
     toeplitz_matrix,
     toeplitz_taps_grad,
-    vandermonde_basis,
+    vandermonde_kernel,
 )
 
 
@@ -123,20 +122,33 @@ def test_any_length_fft_path_matches_numpy_convolution() -> None:
         np.testing.assert_allclose(y[0, :, h].numpy(), expected, rtol=1e-3, atol=1e-3)
 
 
-def test_vandermonde_kernel_gradients_without_a_stored_basis() -> None:
+@pytest.mark.parametrize("length", [9, 16, 33])
+def test_vandermonde_kernel_matches_complex_powers_and_gradchecks(length: int) -> None:
     torch.manual_seed(7)
     weights = torch.randn(3, 2, 8, dtype=torch.float64, requires_grad=True)  # (H, dirs, 2M)
     rate = (-0.3 * torch.rand(3, 4, dtype=torch.float64)).requires_grad_()  # (H, M)
     angle = (2.0 * torch.rand(3, 4, dtype=torch.float64)).requires_grad_()
     assert torch.autograd.gradcheck(
-        lambda w, r, a: _VandermondeKernel.apply(w, r, a, 9), (weights, rate, angle)
+        lambda w, r, a: vandermonde_kernel(w, r, a, length), (weights, rate, angle)
     )
     complex_modes = torch.complex(weights[..., :4], -weights[..., 4:])  # (H, dirs, M)
-    z = torch.exp(torch.complex(rate, angle)[:, :, None] * torch.arange(9.0))  # (H, M, L)
-    expected = 2.0 * torch.einsum("hdn,hnl->hdl", complex_modes, z.to(torch.complex128)).real
-    kernel = _VandermondeKernel.apply(weights, rate, angle, 9)
+    lags = torch.arange(float(length), dtype=torch.float64)
+    z = torch.exp(torch.complex(rate, angle)[:, :, None] * lags)  # (H, M, L)
+    expected = 2.0 * torch.einsum("hdn,hnl->hdl", complex_modes, z).real
+    kernel = vandermonde_kernel(weights, rate, angle, length)
+    assert kernel.shape == (3, 2, length)
     torch.testing.assert_close(kernel, expected)
-    assert vandermonde_basis(rate, angle, 9).shape == (3, 8, 9)
+
+
+def test_vandermonde_kernel_float32_error_at_model_size() -> None:
+    """H = 256, M = 32, L = 140 in float32 against float64: the MC_Maze AE's kernels."""
+    torch.manual_seed(8)
+    weights = torch.randn(256, 1, 64)
+    rate = -0.1 * torch.rand(256, 32)
+    angle = 3.0 * torch.rand(256, 32) + 0.15 * torch.arange(32.0)
+    exact = vandermonde_kernel(weights.double(), rate.double(), angle.double(), 140)
+    kernel = vandermonde_kernel(weights, rate, angle, 140)
+    assert (kernel.double() - exact).abs().max() < 1e-5 * exact.abs().max()
 
 
 def test_toeplitz_conv_gradients() -> None:

@@ -85,7 +85,7 @@ class S4D(nn.Module):
         # Real arithmetic from here: complex batched matmuls are slow on CPU.
         weights = torch.cat((c_zoh.real, -c_zoh.imag), dim=-1).transpose(0, 1)  # (H, dirs, 2M)
         rate, angle = a_real * dt[:, None], a_imag * dt[:, None]  # (H, M) each: dt·A
-        kernel = _VandermondeKernel.apply(weights, rate, angle, length)  # (H, dirs, L)
+        kernel = vandermonde_kernel(weights, rate, angle, length)  # (H, dirs, L)
         return kernel.transpose(0, 1)  # (dirs, H, L)
 
     def taps(self, length: int) -> torch.Tensor:
@@ -119,30 +119,37 @@ class S4D(nn.Module):
             return fft_conv(x, taps)
 
 
-_LAG_BLOCK = 16  # lags l = 16·j + i: the basis is the product of two small power tables
+_LAG_BLOCK = 16  # lags l = 16·j + i: the kernel is a product of two small power tables
 
 
-def vandermonde_basis(rate: torch.Tensor, angle: torch.Tensor, length: int) -> torch.Tensor:
-    """[Re z; Im z] of z[h, n, l] = exp((rate + i·angle)[h, n] · l): (H, M) twice -> (H, 2M, L).
+def vandermonde_kernel(
+    weights: torch.Tensor, rate: torch.Tensor, angle: torch.Tensor, length: int
+) -> torch.Tensor:
+    """K[h, d, l] = 2·Re Σ_n w[h, d, n]·z[h, n]^l for l < length: (H, D, L).
 
-    Computed as z^l = z^(16·j) · z^i (l = 16·j + i): exp, cos and sin run on (H, M, L/16) and
-    (H, M, 16) tables only, then one complex product per entry. On CPU that is 2-2.5x faster
-    than cos and sin of every l·angle (whose large arguments take SLEEF's slow path), and
-    closer to the float64 values (max error 7.7e-5 vs 1.0e-4 at H = L = 256, M = 32).
-    Differentiable (the in-place updates touch only fresh products).
+    weights (H, D, 2M) holds [Re w, −Im w]; rate and angle (H, M) are Re and Im of log z.
+    With l = 16·j + i, w·z^l = (w·z^(16·j))·z^i, so the kernel is one batched matmul of an
+    (H, D·J, 2M) table by an (H, 2M, 16) table, J = ⌈L/16⌉: exp, cos and sin run on
+    (H, M, J) and (H, M, 16) only, and no (H, M, L) basis is ever built. Plain autograd
+    differentiates it: every saved tensor is table-sized (at H = 256, M = 32, L = 140,
+    forward and backward take about a third of the time of a full basis).
     """
     channels, modes = rate.shape
+    directions = weights.shape[1]
     blocks = -(-length // _LAG_BLOCK)
     step = torch.arange(_LAG_BLOCK, device=rate.device, dtype=rate.dtype)  # i
     start = torch.arange(blocks, device=rate.device, dtype=rate.dtype) * _LAG_BLOCK  # 16·j
-    start_re, start_im = _powers(rate, angle, start)  # (H, M, J)
-    step_re, step_im = _powers(rate, angle, step)  # (H, M, 16)
-    start_re, start_im = start_re[..., :, None], start_im[..., :, None]  # (H, M, J, 1)
-    step_re, step_im = step_re[..., None, :], step_im[..., None, :]  # (H, M, 1, 16)
-    real = (start_re * step_re).addcmul_(start_im, step_im, value=-1.0)  # (H, M, J, 16)
-    imag = (start_re * step_im).addcmul_(start_im, step_re)  # (H, M, J, 16)
-    basis = torch.stack((real, imag), dim=1)  # (H, 2, M, J, 16): [Re z; Im z]
-    return basis.view(channels, 2 * modes, blocks * _LAG_BLOCK)[..., :length]  # (H, 2M, L)
+    start_re, start_im = _powers(rate, angle, start)  # (H, M, J): z^(16·j)
+    start_re = start_re.transpose(1, 2)[:, None]  # (H, 1, J, M)
+    start_im = start_im.transpose(1, 2)[:, None]
+    w_re, w_im_neg = weights[:, :, None, :modes], weights[:, :, None, modes:]  # (H, D, 1, M)
+    # [Re a, −Im a] of a = w·z^(16·j), with w = w_re − i·w_im_neg.
+    left = torch.cat(
+        (w_re * start_re + w_im_neg * start_im, w_im_neg * start_re - w_re * start_im), dim=-1
+    ).view(channels, directions * blocks, 2 * modes)  # (H, D·J, 2M)
+    right = torch.cat(_powers(rate, angle, step), dim=1)  # (H, 2M, 16): [Re z^i; Im z^i]
+    kernel = torch.bmm(left, right)  # (H, D·J, 16): Re Σ_n a·z^i
+    return 2.0 * kernel.view(channels, directions, blocks * _LAG_BLOCK)[..., :length]
 
 
 def _powers(
@@ -152,37 +159,6 @@ def _powers(
     magnitude = torch.exp(rate[:, :, None] * lags)
     phase = angle[:, :, None] * lags
     return magnitude * torch.cos(phase), magnitude * torch.sin(phase)
-
-
-class _VandermondeKernel(torch.autograd.Function):
-    """K[h, d, l] = 2·Re Σ_n w[h, d, n]·exp(s[h, n]·l), one batched matmul against the
-    Vandermonde basis; w = weights[..., :M] − i·weights[..., M:] and s = rate + i·angle.
-
-    Autograd through the basis would keep about eight (H, M, L) tensors per layer until
-    backward (tens of MB per block at L = 256); this keeps only the (H, M) inputs and rebuilds
-    the basis in backward. With G = dL/dK and Q = Σ_l G·l·z (complex):
-    dL/dw_re = 2 Σ_l G·Re z, dL/dw_im = −2 Σ_l G·Im z, dL/ds_re = 2 Σ_d Re(w·Q),
-    dL/ds_im = −2 Σ_d Im(w·Q).
-    """
-
-    @staticmethod
-    def forward(ctx, weights, rate, angle, length):
-        ctx.save_for_backward(weights, rate, angle)
-        return 2.0 * torch.bmm(weights, vandermonde_basis(rate, angle, length))  # (H, dirs, L)
-
-    @staticmethod
-    def backward(ctx, grad_kernel):
-        weights, rate, angle = ctx.saved_tensors
-        modes, length = rate.shape[-1], grad_kernel.shape[-1]
-        basis_t = vandermonde_basis(rate, angle, length).transpose(1, 2)  # (H, L, 2M)
-        grad_weights = 2.0 * torch.bmm(grad_kernel, basis_t)  # (H, dirs, 2M)
-        lags = torch.arange(length, device=rate.device, dtype=rate.dtype)
-        q = torch.bmm(grad_kernel * lags, basis_t)  # (H, dirs, 2M): [Re Q, Im Q]
-        q_re, q_im = q[..., :modes], q[..., modes:]
-        w_re, w_im = weights[..., :modes], -weights[..., modes:]
-        grad_rate = 2.0 * (w_re * q_re - w_im * q_im).sum(1)  # (H, M)
-        grad_angle = -2.0 * (w_re * q_im + w_im * q_re).sum(1)  # (H, M)
-        return grad_weights, grad_rate, grad_angle, None
 
 
 class _ToeplitzConv(torch.autograd.Function):
