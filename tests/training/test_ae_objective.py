@@ -11,7 +11,9 @@ from neuralcli.models.autoencoder import AutoencoderConfig, AutoencoderOutput, S
 from neuralcli.training.ae_objective import (
     AutoencoderLossConfig,
     AutoencoderObjective,
+    drop_mask,
     poisson_nll,
+    scored_poisson_nll,
 )
 
 
@@ -55,7 +57,7 @@ def test_training_loss_masks_and_scores_dropped_entries() -> None:
     torch.manual_seed(123)
     out = AutoencoderObjective(config=config).training_loss(model, counts)
     torch.manual_seed(123)
-    keep = torch.rand(counts.shape) > 0.3
+    keep = drop_mask(counts.shape, 0.3, counts.device) == 0
     torch.testing.assert_close(model.seen, counts * keep / 0.7)
     numel = counts.numel()
     poisson = (poisson_nll(rates, counts) * (~keep)).sum() / numel  # dropped only, over all
@@ -66,6 +68,50 @@ def test_training_loss_masks_and_scores_dropped_entries() -> None:
     assert all(isinstance(v, float) for v in out.metrics.values())
     assert out.metrics["poisson"] == pytest.approx(float(poisson), rel=1e-6)
     assert out.metrics["latent_td"] == pytest.approx(float(td), rel=1e-5)
+
+
+def test_scored_poisson_nll_is_the_masked_sum_with_its_gradient() -> None:
+    torch.manual_seed(9)
+    rates = (torch.rand(3, 7, 5, dtype=torch.float64) * 2 + 1e-3).requires_grad_()
+    counts = torch.poisson(torch.full((3, 7, 5), 1.8, dtype=torch.float64))
+    counts[0, 0, :4] = torch.tensor([0.0, 1.0, 2.0, 5.0])  # both sides of the Stirling term
+    scored = (torch.rand(3, 7, 5) < 0.4).double()
+    scored[0, 0, :4] = 1.0
+    expected = (poisson_nll(rates, counts) * scored).sum()
+    torch.testing.assert_close(scored_poisson_nll(rates, counts, scored), expected)
+    assert torch.autograd.gradcheck(lambda r: scored_poisson_nll(r, counts, scored), (rates,))
+    (grad,) = torch.autograd.grad(scored_poisson_nll(rates, counts, scored), rates)
+    (plain,) = torch.autograd.grad(expected, rates)
+    torch.testing.assert_close(grad, plain)
+
+
+def test_scored_poisson_nll_float32_matches_plain_composition() -> None:
+    torch.manual_seed(10)
+    rates = (torch.rand(4, 30, 9) + 0.05).requires_grad_()
+    counts = torch.poisson(torch.full((4, 30, 9), 0.6))
+    scored = drop_mask(counts.shape, 0.5, counts.device)
+    fused = scored_poisson_nll(rates, counts, scored)
+    plain = poisson_nll(rates, counts).masked_fill(scored == 0, 0.0).sum()
+    torch.testing.assert_close(fused, plain)
+    torch.testing.assert_close(
+        torch.autograd.grad(fused, rates)[0], torch.autograd.grad(plain, rates)[0]
+    )
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.8])
+def test_drop_mask_rate_and_reproducibility(p: float) -> None:
+    torch.manual_seed(11)
+    mask = drop_mask((400, 501), p, torch.device("cpu"))  # odd count: half an int64 unused
+    assert mask.dtype == torch.float32 and mask.shape == (400, 501)
+    assert set(mask.unique().tolist()) <= {0.0, 1.0}
+    # 200,400 Bernoulli(p) draws: the rate is within 5 standard errors of p.
+    assert abs(float(mask.mean()) - p) < 5 * (p * (1 - p) / mask.numel()) ** 0.5
+    torch.manual_seed(11)
+    torch.testing.assert_close(drop_mask((400, 501), p, torch.device("cpu")), mask)
+
+
+def test_drop_mask_with_zero_probability_drops_nothing() -> None:
+    assert float(drop_mask((64, 70), 0.0, torch.device("cpu")).sum()) == 0.0
 
 
 def test_validation_is_unmasked_mean_times_p() -> None:

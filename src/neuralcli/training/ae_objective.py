@@ -5,6 +5,11 @@ counts are scaled by 1/(1−p), and the full Poisson NLL is scored on the droppe
 only, averaged over all entries. The L2 and temporal-difference penalties on the latents are
 divided by the number of input elements. Validation scores the unmasked input, × p.
 
+Training's hot path avoids the plain composition's dozen (B, T, N) temporaries: the drop
+mask comes from 32-bit integer draws (`drop_mask`), and the scored NLL is one autograd
+function (`scored_poisson_nll`) whose backward is a single expression of its inputs. Tests
+check both against the plain composition.
+
 Variable-length trials (human data) come as `MaskedSpikes(spikes, mask)`: padded bins enter
 the model as zeros and count in no term: the Poisson NLL, the latent L2 and the temporal
 differences (pairs with both bins real) sum over real bins only (LDNS §4: "human data also
@@ -59,6 +64,58 @@ def poisson_nll(rates: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     return nll + torch.where(counts > 1, stirling, torch.zeros_like(stirling))
 
 
+def drop_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device) -> torch.Tensor:
+    """Float mask (1 = dropped) with each entry dropped with probability p, independently.
+
+    Draws are uniform 32-bit integers from torch's global generator (the two halves of
+    uniform int64 draws), and an entry is dropped when its draw is among the lowest
+    round(p·2^32) values: the probability is p to within 2^-33 (float32 `torch.rand() < p`
+    resolves p to 2^-24). On CPU this is faster than `torch.rand` (7.9 vs 11.1 ms for an
+    MC_Maze batch, 64 × 140 × 182, 2 threads).
+    """
+    numel = math.prod(shape)
+    count = (numel + 1) // 2
+    pairs = torch.randint(-(2**63), 2**63 - 1, (count,), dtype=torch.int64, device=device)
+    draws = pairs.view(torch.int32)[:numel].view(shape)  # uniform over int32
+    threshold = min(round(p * 2**32) - 2**31, 2**31 - 1)  # dropped iff draw < threshold
+    return torch.lt(draws, threshold).to(torch.float32)
+
+
+class _ScoredPoissonNLL(torch.autograd.Function):
+    """Σ scored·ℓ(r, x) of `poisson_nll`, with dℓ/dr = 1 − x/(r + 1e-8); scored is 0/1."""
+
+    @staticmethod
+    def forward(ctx, rates, counts, scored):  # noqa: ANN001, ANN205
+        log_rates = torch.log(rates + 1e-8)
+        nll = torch.addcmul(rates, counts, log_rates, value=-1.0, out=log_rates)  # r − x·log r
+        total = torch.dot(nll.reshape(-1), scored.reshape(-1))
+        # Stirling terms x·log x − x + ½·log(2πx) where x > 1: few entries, gathered.
+        where_big = (counts > 1).reshape(-1).nonzero().squeeze(1)
+        large = counts.reshape(-1).index_select(0, where_big)
+        weight = scored.reshape(-1).index_select(0, where_big)
+        stirling = (large + 0.5) * torch.log(large) - large + _HALF_LOG_TWO_PI
+        ctx.save_for_backward(rates, counts, scored)
+        return total + torch.dot(stirling, weight)
+
+    @staticmethod
+    def backward(ctx, grad_total):  # noqa: ANN001, ANN205
+        rates, counts, scored = ctx.saved_tensors
+        grad = torch.div(counts, rates + 1e-8)  # x / (r + 1e-8)
+        grad.sub_(1.0).mul_(scored).mul_(-grad_total)  # scored·(1 − x/(r + 1e-8))·g
+        return grad, None, None
+
+
+def scored_poisson_nll(
+    rates: torch.Tensor, counts: torch.Tensor, scored: torch.Tensor
+) -> torch.Tensor:
+    """Σ over entries of scored·poisson_nll(rates, counts): a 0-d tensor, float32.
+
+    rates, counts, scored (B, T, N) float32; scored is 1 where the entry counts, else 0.
+    Gradients flow to rates only.
+    """
+    return _ScoredPoissonNLL.apply(rates, counts, scored.to(rates.dtype))
+
+
 class AutoencoderObjective:
     """Objective for a model called as model(spikes (B, T, N)) -> (rates, latents).
 
@@ -70,19 +127,20 @@ class AutoencoderObjective:
         self.config = config
 
     def training_loss(self, model: nn.Module, batch: torch.Tensor | MaskedSpikes) -> LossOutput:
-        """Masked loss; the keep-mask is drawn from torch's global RNG."""
+        """Masked loss; the drop mask comes from torch's global RNG (`drop_mask`)."""
         spikes, valid = _unpack(batch)  # (B, T, N), (B, T, 1) bool or None
         p = self.config.mask_prob
-        keep = torch.rand(spikes.shape, device=spikes.device) > p  # (B, T, N) LDNS §4
-        masked_input = spikes * keep / (1.0 - p)  # (B, T, N)
+        dropped = drop_mask(spikes.shape, p, spikes.device)  # (B, T, N) 1 = dropped, LDNS §4
+        keep_scale = torch.sub(1.0, dropped).mul_(1.0 / (1.0 - p))  # kept: 1/(1−p), else 0
         if valid is not None:
-            masked_input = torch.where(valid, masked_input, 0.0)  # padding enters as zeros
+            keep_scale.mul_(valid)  # padding enters as zeros
+            dropped.mul_(valid)  # and is never scored
+        masked_input = spikes * keep_scale  # (B, T, N)
+        del keep_scale
         rates, latents = model(masked_input)
         rates = rates.float()  # loss in fp32 under autocast
-        nll = poisson_nll(rates, spikes)  # (B, T, N)
         # Loss only on dropped entries, averaged over all entries (LDNS §4, pitfall 4).
-        unscored = keep if valid is None else keep | ~valid  # (B, T, N)
-        poisson = nll.masked_fill(unscored, 0.0).sum() / spikes.numel()
+        poisson = scored_poisson_nll(rates, spikes.float(), dropped) / spikes.numel()
         return self._with_regularisers(poisson, latents.float(), spikes.numel(), valid)
 
     def validation_loss(self, model: nn.Module, batch: torch.Tensor | MaskedSpikes) -> LossOutput:
