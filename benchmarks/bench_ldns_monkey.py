@@ -166,6 +166,8 @@ def _synchronize(torch, device) -> None:
 
 
 def _training_benchmark(torch, runtime, args, step: Callable[[], None], settings: dict) -> dict:
+    on_cpu = runtime.device.type == "cpu"
+    matmul_before = _matmul_gflops(torch) if on_cpu else None
     for _ in range(args.warmup):
         step()
     _synchronize(torch, runtime.device)
@@ -177,6 +179,7 @@ def _training_benchmark(torch, runtime, args, step: Callable[[], None], settings
         times.append(time.perf_counter() - started)
         cpu_times.append(_cpu_seconds() - cpu_started)
     median = statistics.median(times)
+    matmul_after = _matmul_gflops(torch) if on_cpu else None
     return {
         "benchmark": f"ldns_monkey_{args.child}_training",
         "batch_size": settings["batch_size"],
@@ -186,6 +189,9 @@ def _training_benchmark(torch, runtime, args, step: Callable[[], None], settings
         # process CPU seconds per step: a check on wall times taken while other processes
         # compete for the cores (≈ threads × wall time when the cores are free)
         "step_cpu_s_median": round(statistics.median(cpu_times), 4),
+        # the machine's state: a plain 2048² fp32 matmul right before and after the steps
+        # (this shared machine has given 86-164 GFLOP/s for it from one run to the next)
+        "plain_matmul_fp32_gflops": {"before": matmul_before, "after": matmul_after},
         "settings": settings,
     }
 
@@ -409,6 +415,18 @@ def _process_stats(torch, device) -> dict:
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def _matmul_gflops(torch, size: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of a plain size² fp32 matmul on the CPU (median of `repeats`)."""
+    a, b, out = torch.randn(size, size), torch.randn(size, size), torch.empty(size, size)
+    torch.mm(a, b, out=out)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        torch.mm(a, b, out=out)
+        times.append(time.perf_counter() - started)
+    return round(2 * size**3 / statistics.median(times) / 1e9, 1)
 
 
 if __name__ == "__main__":
