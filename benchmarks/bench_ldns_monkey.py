@@ -167,7 +167,7 @@ def _synchronize(torch, device) -> None:
 
 def _training_benchmark(torch, runtime, args, step: Callable[[], None], settings: dict) -> dict:
     on_cpu = runtime.device.type == "cpu"
-    matmul_before = _matmul_gflops(torch) if on_cpu else None
+    matmul_before = _plain_matmul(torch) if on_cpu else None
     for _ in range(args.warmup):
         step()
     _synchronize(torch, runtime.device)
@@ -179,7 +179,7 @@ def _training_benchmark(torch, runtime, args, step: Callable[[], None], settings
         times.append(time.perf_counter() - started)
         cpu_times.append(_cpu_seconds() - cpu_started)
     median = statistics.median(times)
-    matmul_after = _matmul_gflops(torch) if on_cpu else None
+    matmul_after = _plain_matmul(torch) if on_cpu else None
     return {
         "benchmark": f"ldns_monkey_{args.child}_training",
         "batch_size": settings["batch_size"],
@@ -417,16 +417,11 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _matmul_gflops(torch, size: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of a plain size² fp32 matmul on the CPU (median of `repeats`)."""
-    a, b, out = torch.randn(size, size), torch.randn(size, size), torch.empty(size, size)
-    torch.mm(a, b, out=out)
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        torch.mm(a, b, out=out)
-        times.append(time.perf_counter() - started)
-    return round(2 * size**3 / statistics.median(times) / 1e9, 1)
+def _plain_matmul(torch) -> float:
+    """GFLOP/s of a plain 2048² fp32 matmul (as bench_training.py records)."""
+    from machine import matmul_gflops
+
+    return round(matmul_gflops(torch, 2048, 2048, 2048), 1)
 
 
 if __name__ == "__main__":

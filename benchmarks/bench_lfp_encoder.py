@@ -122,7 +122,7 @@ def run_child(args: argparse.Namespace) -> dict:
         "step_gflop_counted": step_flops / 1e9,
         "attention_gflop_of_which": attention_flops / 1e9,
         "achieved_gflops": step_flops / median / 1e9,
-        "plain_matmul_gflops": _matmul_gflops(torch, dtype, settings["tokens"]),
+        "plain_matmul_gflops": _mlp_matmul(torch, dtype, settings["tokens"]),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
@@ -187,18 +187,11 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _matmul_gflops(torch, dtype, tokens: int, repeats: int = 3) -> float:
+def _mlp_matmul(torch, dtype, tokens: int) -> float:
     """(tokens, d) x (d, 4d): the MLP's gate projection, the step's most common matmul."""
-    a = torch.randn(tokens, 256).to(dtype)
-    b = torch.randn(256, 1024).to(dtype)
-    out = torch.empty(tokens, 1024, dtype=dtype)
-    torch.mm(a, b, out=out)
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        torch.mm(a, b, out=out)
-        times.append(time.perf_counter() - started)
-    return 2 * tokens * 256 * 1024 / statistics.median(times) / 1e9
+    from machine import matmul_gflops
+
+    return matmul_gflops(torch, tokens, 256, 1024, dtype=dtype, repeats=3)
 
 
 if __name__ == "__main__":

@@ -111,7 +111,9 @@ def run_child(args: argparse.Namespace) -> dict:
     with FlopCounterMode(display=False) as counter:
         step()
     step_flops = counter.get_total_flops()
-    matmul_gflops = _matmul_gflops(torch)
+    from machine import matmul_gflops
+
+    plain_gflops = matmul_gflops(torch, 2048, 2048, 2048)  # a plain 2048² fp32 matmul
     return {
         "model": args.which,
         "batch_size": batch_size,
@@ -126,7 +128,7 @@ def run_child(args: argparse.Namespace) -> dict:
         "peak_rss_mib": round(max_rss_kib / 1024, 1),
         "step_gflop_counted": step_flops / 1e9,
         "achieved_gflops": step_flops / median / 1e9,
-        "plain_matmul_fp32_gflops": matmul_gflops,
+        "plain_matmul_fp32_gflops": plain_gflops,
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "precision": args.precision,
@@ -244,19 +246,6 @@ def _denoiser_step(torch, batch_size: int, precision: str):
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def _matmul_gflops(torch, size: int = 2048, repeats: int = 5) -> float:
-    a = torch.randn(size, size)
-    b = torch.randn(size, size)
-    out = torch.empty(size, size)
-    torch.mm(a, b, out=out)
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        torch.mm(a, b, out=out)
-        times.append(time.perf_counter() - started)
-    return 2 * size**3 / statistics.median(times) / 1e9
 
 
 if __name__ == "__main__":
