@@ -46,6 +46,8 @@ import sys
 import time
 from collections.abc import Callable
 
+from machine_speed import plain_matmul_gflops
+
 MEASUREMENTS = ("ae", "velocity", "ddpm", "ddim")
 # The bars of the issue, for CPU fp32 at 2 threads (module docstring).
 BARS = {
@@ -167,7 +169,7 @@ def _synchronize(torch, device) -> None:
 
 def _training_benchmark(torch, runtime, args, step: Callable[[], None], settings: dict) -> dict:
     on_cpu = runtime.device.type == "cpu"
-    matmul_before = _plain_matmul(torch) if on_cpu else None
+    matmul_before = plain_matmul_gflops(torch) if on_cpu else None
     for _ in range(args.warmup):
         step()
     _synchronize(torch, runtime.device)
@@ -179,7 +181,7 @@ def _training_benchmark(torch, runtime, args, step: Callable[[], None], settings
         times.append(time.perf_counter() - started)
         cpu_times.append(_cpu_seconds() - cpu_started)
     median = statistics.median(times)
-    matmul_after = _plain_matmul(torch) if on_cpu else None
+    matmul_after = plain_matmul_gflops(torch) if on_cpu else None
     return {
         "benchmark": f"ldns_monkey_{args.child}_training",
         "batch_size": settings["batch_size"],
@@ -415,13 +417,6 @@ def _process_stats(torch, device) -> dict:
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def _plain_matmul(torch) -> float:
-    """GFLOP/s of a plain 2048² fp32 matmul (as bench_training.py records)."""
-    from machine import matmul_gflops
-
-    return round(matmul_gflops(torch, 2048, 2048, 2048), 1)
 
 
 if __name__ == "__main__":

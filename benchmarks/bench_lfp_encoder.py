@@ -26,6 +26,8 @@ import subprocess
 import sys
 import time
 
+from machine_speed import matmul_gflops
+
 # The reference encoder on the 2-core development machine, 6 layers, batch 32, fp32 (issue).
 REFERENCE = {"layers": 6, "step_s": 47.0, "samples_per_s": 0.68, "peak_rss_mb": 11.5 * 1024}
 
@@ -189,8 +191,6 @@ def _cpu_seconds() -> float:
 
 def _mlp_matmul(torch, dtype, tokens: int) -> float:
     """(tokens, d) x (d, 4d): the MLP's gate projection, the step's most common matmul."""
-    from machine import matmul_gflops
-
     return matmul_gflops(torch, tokens, 256, 1024, dtype=dtype, repeats=3)
 
 

@@ -29,6 +29,8 @@ import subprocess
 import sys
 import time
 
+from machine_speed import plain_matmul_gflops
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -111,9 +113,7 @@ def run_child(args: argparse.Namespace) -> dict:
     with FlopCounterMode(display=False) as counter:
         step()
     step_flops = counter.get_total_flops()
-    from machine import matmul_gflops
-
-    plain_gflops = matmul_gflops(torch, 2048, 2048, 2048)  # a plain 2048² fp32 matmul
+    plain_gflops = plain_matmul_gflops(torch)
     return {
         "model": args.which,
         "batch_size": batch_size,

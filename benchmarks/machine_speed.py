@@ -25,3 +25,9 @@ def matmul_gflops(
         torch.mm(a, b, out=out)
         times.append(time.perf_counter() - started)
     return 2 * rows * inner * cols / statistics.median(times) / 1e9
+
+
+def plain_matmul_gflops(torch) -> float:
+    """GFLOP/s of a plain 2048² fp32 matmul, rounded to 0.1: the figure the LDNS benchmarks
+    record next to theirs."""
+    return round(matmul_gflops(torch, 2048, 2048, 2048), 1)
