@@ -11,6 +11,12 @@ RSS is its own:
   monkey-velocity: C = 256, 6 blocks, Cin = 16 + 2) on ConditionedLatents of (512, 140, 16)
   latents and (512, 140, 2) velocities: noise + forward + SmoothL1(β 0.05) + backward +
   clip 1.0 + AdamW + LR schedule + EMA update;
+- `ae-vs-unfused`: the `ae` step alternated, in one process, with the same step on the same
+  model computed without the fused blocks (plain autograd through every op, FFT convolution:
+  the path neuralcli takes for inputs longer than the Toeplitz limit). The per-round ratio of
+  step times is our speed-up over that composition, measured in the same machine state (this
+  shared machine's speed drifts by ±20 % from one run to the next, which moves samples/s but
+  not the ratio);
 - `ddpm`, `ddim`: sampling the unconditional monkey denoiser (preset monkey) with DDPM-1000
   and with DDIM-N through neuralcli.diffusion.sampling.sample_latents; then a `sampling`
   object with the cost ratio of DDIM to DDPM-1000 per trial.
@@ -23,6 +29,7 @@ of a step does not depend on them.
 
     python benchmarks/bench_ldns_monkey.py --threads 2 --steps 5 --warmup 2
     python benchmarks/bench_ldns_monkey.py --which sampling --sample-n 100 --ddpm-timed-steps 20
+    python benchmarks/bench_ldns_monkey.py --which ae-vs-unfused --steps 8
 
 Reference on the 2-core CPU this was written on (fp32, 2 threads), and the bars each result
 is checked against (`meets_bar`; only meaningful at those settings): AE 61 samples/s and
@@ -48,7 +55,7 @@ from collections.abc import Callable
 
 from machine_speed import plain_matmul_gflops
 
-MEASUREMENTS = ("ae", "velocity", "ddpm", "ddim")
+MEASUREMENTS = ("ae", "ae_vs_unfused", "velocity", "ddpm", "ddim")
 # The bars of the issue, for CPU fp32 at 2 threads (module docstring).
 BARS = {
     "ae": {"reference_samples_per_s": 61.0, "reference_peak_rss_mb": 1600.0,
@@ -62,11 +69,15 @@ MC_MAZE_TRAIN_TRIALS = 2008  # LDNS §12 split 2008/71/216: steps per epoch of t
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--which", choices=("ae", "velocity", "sampling", "all"), default="all")
+    parser.add_argument(
+        "--which", choices=("ae", "ae-vs-unfused", "velocity", "sampling", "all"), default="all"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    parser.add_argument("--steps", type=int, default=5, help="timed training steps")
+    parser.add_argument(
+        "--steps", type=int, default=5, help="timed training steps (ae-vs-unfused: of each)"
+    )
     parser.add_argument("--warmup", type=int, default=2, help="untimed training steps first")
     parser.add_argument("--length", type=int, default=140, help="bins per trial (MC_Maze: 140)")
     parser.add_argument("--sample-n", type=int, default=100, help="trials sampled with DDIM")
@@ -100,6 +111,7 @@ def main() -> None:
 
     chosen = {
         "ae": ("ae",),
+        "ae-vs-unfused": ("ae_vs_unfused",),
         "velocity": ("velocity",),
         "sampling": ("ddpm", "ddim"),
         "all": MEASUREMENTS,
@@ -136,6 +148,8 @@ def run_child(args: argparse.Namespace) -> dict:
     runtime = Runtime(device=device, precision=resolve_precision(args.precision, device))
     if args.child == "ae":
         result = _training_benchmark(torch, runtime, args, *_autoencoder_step(torch, runtime, args))
+    elif args.child == "ae_vs_unfused":
+        result = _fused_vs_unfused_benchmark(torch, runtime, args)
     elif args.child == "velocity":
         result = _training_benchmark(torch, runtime, args, *_velocity_step(torch, runtime, args))
     else:
@@ -228,7 +242,47 @@ def _optimizer(torch, model, training, device):
     )
 
 
-def _autoencoder_step(torch, runtime, args):
+def _fused_vs_unfused_benchmark(torch, runtime, args) -> dict:
+    """The AE step fused and unfused, alternated step by step (first one, then the other)."""
+    torch.manual_seed(0)
+    fused_step, settings = _autoencoder_step(torch, runtime, args)
+    settings.pop("fused_blocks")  # both are timed
+    torch.manual_seed(0)  # the same initial weights
+    unfused_step, _ = _autoencoder_step(torch, runtime, args, unfused=True)
+    for _ in range(args.warmup):
+        fused_step()
+        unfused_step()
+    times: dict[str, list[float]] = {"fused": [], "unfused": []}
+    for round_index in range(args.steps):
+        order = ("fused", "unfused") if round_index % 2 == 0 else ("unfused", "fused")
+        for name in order:
+            step = fused_step if name == "fused" else unfused_step
+            started = time.perf_counter()
+            step()
+            _synchronize(torch, runtime.device)
+            times[name].append(time.perf_counter() - started)
+    ratios = [u / f for f, u in zip(times["fused"], times["unfused"], strict=True)]
+    batch = settings["batch_size"]
+    return {
+        "benchmark": "ldns_monkey_ae_fused_vs_unfused",
+        "batch_size": batch,
+        "fused_samples_per_s": round(batch / statistics.median(times["fused"]), 3),
+        "unfused_samples_per_s": round(batch / statistics.median(times["unfused"]), 3),
+        "fused_step_s_all": [round(t, 4) for t in times["fused"]],
+        "unfused_step_s_all": [round(t, 4) for t in times["unfused"]],
+        # unfused step time / fused step time, per round (both steps in the same machine state)
+        "speedup_per_round": [round(r, 3) for r in ratios],
+        "speedup_median": round(statistics.median(ratios), 3),
+        "settings": settings,
+    }
+
+
+def _autoencoder_step(torch, runtime, args, *, unfused: bool = False):
+    """One monkey-AE training step as a closure, and its settings.
+
+    unfused: every block takes its plain autograd path with the FFT convolution (the path of
+    inputs longer than the Toeplitz limit) instead of the fused Toeplitz block.
+    """
     from neuralcli.config.schemas import stage_config
     from neuralcli.models.autoencoder import SpikeAutoencoder
     from neuralcli.training.ae_objective import AutoencoderObjective
@@ -237,6 +291,9 @@ def _autoencoder_step(torch, runtime, args):
     training = config.training
     device = runtime.device
     model = SpikeAutoencoder(config=config.model).to(device).train()
+    if unfused:
+        for block in model.blocks:
+            block.s4.direct_max_length = 0  # uses_toeplitz(L) is False for every L
     objective = AutoencoderObjective(config=config.loss)
     optimizer = _optimizer(torch, model, training, device)
     scheduler = _schedule(torch, optimizer, training, MC_MAZE_TRAIN_TRIALS)
@@ -262,6 +319,7 @@ def _autoencoder_step(torch, runtime, args):
         "loss": vars(config.loss),
         "grad_clip": training.grad_clip,
         "parameters": sum(p.numel() for p in params),
+        "fused_blocks": not unfused,
     }
     return step, settings
 

@@ -183,9 +183,13 @@ def test_toeplitz_matrix_entries_and_adjoint() -> None:
     length = 5
     taps = torch.randn(3, 2 * length - 1)  # (H, 2L-1)
     matrix = toeplitz_matrix(taps, length)  # (H, L, L)
+    assert matrix.is_contiguous()
     for t in range(length):
         for s in range(length):
             assert torch.equal(matrix[:, t, s], taps[:, length - 1 + t - s])
+    # taps in a transposed layout (a view of a (2L-1, H) tensor) give the same matrix
+    transposed = taps.t().contiguous().t()
+    assert torch.equal(toeplitz_matrix(transposed, length), matrix)
     # <T(taps), G> = <taps, T*(G)> for the adjoint used in backward
     grad = torch.randn(3, length, length)
     lhs = (matrix * grad).sum()
