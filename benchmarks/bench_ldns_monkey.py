@@ -243,7 +243,7 @@ def _optimizer(torch, model, training, device):
 
 
 def _fused_vs_unfused_benchmark(torch, runtime, args) -> dict:
-    """The AE step fused and unfused, alternated step by step (first one, then the other)."""
+    """The AE step fused and unfused, one of each per round, the first of the two alternating."""
     torch.manual_seed(0)
     fused_step, settings = _autoencoder_step(torch, runtime, args)
     settings.pop("fused_blocks")  # both are timed
