@@ -92,3 +92,24 @@ def test_human_splits_carry_the_padding_mask(tmp_path: Path):
     assert not splits.train[train_mask == 0].any()  # padding holds no counts
     assert splits.bin_seconds == pytest.approx(0.02)
     assert splits.conditions_of("val").mask.shape[0] + splits.test.shape[0] == 4
+
+
+def test_sample_files_and_run_folders_are_found_under_the_home_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    run = home / "runs" / "diffusion-x"
+    run.mkdir(parents=True)
+    elsewhere.mkdir()
+    counts = np.arange(2 * 3 * 4).reshape(2, 3, 4) % 3  # (trials, time, neurons)
+    np.savez(run / "samples.npz", spikes=counts)
+    monkeypatch.chdir(elsewhere)  # not the home: `runs/...` is not relative to here
+    for ref in ("runs/diffusion-x/samples.npz", "runs/diffusion-x", "diffusion-x"):
+        loaded = load_spikes(ref, home)
+        np.testing.assert_array_equal(loaded.spikes, counts)
+        assert loaded.origin == home / "runs" / "diffusion-x" / "samples.npz"
+    # a path relative to the working directory comes first
+    np.savez(elsewhere / "mine.npz", spikes=counts[:1])
+    assert load_spikes("mine.npz", home).spikes.shape == (1, 3, 4)
+    with pytest.raises(DataError, match=r"runs/missing\.npz: no such file or folder \(looked in"):
+        load_spikes("runs/missing.npz", home)

@@ -23,6 +23,7 @@ from neuralcli.data.trial_datasets import (
 )
 from neuralcli.errors import DataError
 from neuralcli.pipelines.progress import ProgressReporter, SilentReporter
+from neuralcli.pipelines.runs import home_candidates, resolve_home_path
 
 __all__ = [
     "LORENZ_BIN_SECONDS",
@@ -132,13 +133,23 @@ class LoadedSpikes:
 
 def load_spikes(ref: str | Path, home: Path, *, prefer_data: dict | None = None) -> LoadedSpikes:
     """Spikes from `ref`: `dataset:split` (e.g. lorenz:test), an .npz or .nwb file, or a run
-    directory holding samples.npz. `prefer_data` (a samples file's `data` metadata) picks the
-    processed variant that the sampled model was trained on."""
+    directory holding samples.npz. Paths are looked up as run directories are (`home_candidates`:
+    as given, then under the home directory, then under <home>/runs), so
+    `runs/diffusion-lorenz/samples.npz` works from any working directory. `prefer_data` (a
+    samples file's `data` metadata) picks the processed variant the sampled model was
+    trained on."""
     text = str(ref)
     dataset, _, split = text.partition(":")
     if split and dataset in DATASETS and not Path(text).exists():
         return _load_dataset_split(text, home, prefer_data)
-    path = Path(text).expanduser()
+    path = resolve_home_path(text, home)
+    if not path.exists():
+        looked = ", ".join(str(candidate) for candidate in home_candidates(text, home))
+        raise DataError(
+            f"{text}: no such file or folder (looked in {looked}); pass an .npz holding a "
+            "'spikes' array (trials, time, neurons), a samples .nwb, a run folder holding "
+            "samples.npz, or dataset:split (e.g. lorenz:test)"
+        )
     if path.is_dir():
         candidate = path / "samples.npz"
         if not candidate.is_file():

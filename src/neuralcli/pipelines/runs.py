@@ -16,11 +16,25 @@ def run_dir_for(home: Path, name: str) -> Path:
     return home / RUNS / name
 
 
+def home_candidates(ref: str | Path, home: Path) -> list[Path]:
+    """Where `ref` may be, in the order looked at: as given (absolute or relative to the
+    working directory), relative to the home directory (`runs/ae-lorenz`), and under
+    <home>/runs (`ae-lorenz`)."""
+    ref_path = Path(ref).expanduser()
+    return [ref_path, home / ref_path, home / RUNS / ref_path]
+
+
+def resolve_home_path(ref: str | Path, home: Path) -> Path:
+    """The first of `home_candidates` that exists (file or folder), else `ref` as given, so
+    that the caller's own error names what the user typed."""
+    candidates = home_candidates(ref, home)
+    return next((path for path in candidates if path.exists()), candidates[0])
+
+
 def resolve_run_dir(ref: str | Path, home: Path) -> Path:
     """Resolve `ref` as a path (absolute or relative to the working directory), then relative
     to the home directory (`runs/ae-lorenz`), then as a run name (`ae-lorenz`)."""
-    ref_path = Path(ref).expanduser()
-    candidates = [ref_path, home / ref_path, home / RUNS / ref_path]
+    candidates = home_candidates(ref, home)
     for candidate in candidates:
         if candidate.is_dir():
             return candidate.resolve()
