@@ -23,7 +23,7 @@ from neuralcli.data.trial_datasets import (
 )
 from neuralcli.errors import DataError
 from neuralcli.pipelines.progress import ProgressReporter, SilentReporter
-from neuralcli.pipelines.runs import home_candidates, resolve_home_path
+from neuralcli.pipelines.runs import home_candidates
 
 __all__ = [
     "LORENZ_BIN_SECONDS",
@@ -142,9 +142,10 @@ def load_spikes(ref: str | Path, home: Path, *, prefer_data: dict | None = None)
     dataset, _, split = text.partition(":")
     if split and dataset in DATASETS and not Path(text).exists():
         return _load_dataset_split(text, home, prefer_data)
-    path = resolve_home_path(text, home)
-    if not path.exists():
-        looked = ", ".join(str(candidate) for candidate in home_candidates(text, home))
+    candidates = home_candidates(text, home)
+    path = next((candidate for candidate in candidates if candidate.exists()), None)
+    if path is None:
+        looked = ", ".join(str(candidate) for candidate in candidates)
         raise DataError(
             f"{text}: no such file or folder (looked in {looked}); pass an .npz holding a "
             "'spikes' array (trials, time, neurons), a samples .nwb, a run folder holding "

@@ -24,13 +24,6 @@ def home_candidates(ref: str | Path, home: Path) -> list[Path]:
     return [ref_path, home / ref_path, home / RUNS / ref_path]
 
 
-def resolve_home_path(ref: str | Path, home: Path) -> Path:
-    """The first of `home_candidates` that exists (file or folder), else `ref` as given, so
-    that the caller's own error names what the user typed."""
-    candidates = home_candidates(ref, home)
-    return next((path for path in candidates if path.exists()), candidates[0])
-
-
 def resolve_run_dir(ref: str | Path, home: Path) -> Path:
     """Resolve `ref` as a path (absolute or relative to the working directory), then relative
     to the home directory (`runs/ae-lorenz`), then as a run name (`ae-lorenz`)."""
