@@ -248,17 +248,19 @@ def _fused_vs_unfused_benchmark(torch, runtime, args) -> dict:
     fused_step, settings = _autoencoder_step(torch, runtime, args)
     settings.pop("fused_blocks")  # both are timed
     torch.manual_seed(0)  # the same initial weights
-    unfused_step, _ = _autoencoder_step(torch, runtime, args, unfused=True)
+    steps = {
+        "fused": fused_step,
+        "unfused": _autoencoder_step(torch, runtime, args, unfused=True)[0],
+    }
     for _ in range(args.warmup):
-        fused_step()
-        unfused_step()
-    times: dict[str, list[float]] = {"fused": [], "unfused": []}
+        for step in steps.values():
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for round_index in range(args.steps):
         order = ("fused", "unfused") if round_index % 2 == 0 else ("unfused", "fused")
         for name in order:
-            step = fused_step if name == "fused" else unfused_step
             started = time.perf_counter()
-            step()
+            steps[name]()
             _synchronize(torch, runtime.device)
             times[name].append(time.perf_counter() - started)
     ratios = [u / f for f, u in zip(times["fused"], times["unfused"], strict=True)]

@@ -25,8 +25,7 @@ def home_candidates(ref: str | Path, home: Path) -> list[Path]:
 
 
 def resolve_run_dir(ref: str | Path, home: Path) -> Path:
-    """Resolve `ref` as a path (absolute or relative to the working directory), then relative
-    to the home directory (`runs/ae-lorenz`), then as a run name (`ae-lorenz`)."""
+    """The first of `home_candidates` that is a folder: a path, `runs/ae-lorenz` or a run name."""
     candidates = home_candidates(ref, home)
     for candidate in candidates:
         if candidate.is_dir():
